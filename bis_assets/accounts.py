@@ -1,0 +1,84 @@
+"""The accounts to sync, read from one YAML file that a person edits.
+
+Each account's id becomes a Dagster partition key and a value in SQL, so it
+is held to a safe pattern. Tokens never live in the file: it names the
+environment variable that holds each one.
+"""
+
+import os
+import re
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ACCOUNTS_FILE_ENV = "BIS_ACCOUNTS_FILE"
+DEMO_ACCOUNTS_FILE = Path(__file__).with_name("accounts.yaml")
+ACCOUNT_ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+TOKEN_ENV_PATTERN = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
+
+
+class Account(BaseModel):
+    """One Back In Stock store to sync."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(description="Partition key: lower-case letters, digits, _ and -")
+    source_id: str = Field(min_length=1, description="Written to __source_id")
+    token_env: str = Field(description="Environment variable holding the API token")
+    base_url: str | None = Field(default=None, description="Overrides the API's address")
+
+    @field_validator("id")
+    @classmethod
+    def _safe_id(cls, value: str) -> str:
+        if not ACCOUNT_ID_PATTERN.fullmatch(value):
+            raise ValueError(
+                f"account id {value!r} must match {ACCOUNT_ID_PATTERN.pattern} "
+                "(it is a partition key and a SQL value)"
+            )
+        return value
+
+    @field_validator("token_env")
+    @classmethod
+    def _env_name(cls, value: str) -> str:
+        if not TOKEN_ENV_PATTERN.fullmatch(value):
+            raise ValueError(
+                f"token_env {value!r} must name an environment variable "
+                "(upper-case letters, digits, _), not hold the token itself"
+            )
+        return value
+
+
+class AccountsFileError(ValueError):
+    """The accounts file cannot be read or is invalid."""
+
+
+def accounts_file() -> Path:
+    """The accounts file in use: ``$BIS_ACCOUNTS_FILE``, else the demo accounts."""
+    return Path(os.environ.get(ACCOUNTS_FILE_ENV) or DEMO_ACCOUNTS_FILE)
+
+
+def load_accounts(path: Path | None = None) -> dict[str, Account]:
+    """The accounts of the file by id, in file order; raises ``AccountsFileError``."""
+    path = path or accounts_file()
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise AccountsFileError(f"cannot read accounts file {path}: {exc}") from None
+
+    entries = document.get("accounts") if isinstance(document, dict) else None
+    if not isinstance(entries, list):
+        raise AccountsFileError(f"{path}: expected a top-level 'accounts:' list")
+
+    accounts: dict[str, Account] = {}
+    for position, entry in enumerate(entries, start=1):
+        try:
+            account = Account.model_validate(entry)
+        except ValidationError as exc:
+            details = "; ".join(error["msg"] for error in exc.errors())
+            raise AccountsFileError(f"{path}: account #{position}: {details}") from None
+        if account.id in accounts:
+            raise AccountsFileError(f"{path}: account id {account.id!r} appears twice")
+        accounts[account.id] = account
+
+    return accounts

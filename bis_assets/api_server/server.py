@@ -1,0 +1,478 @@
+"""A local HTTP server speaking the Back In Stock Reports API, with fault injection."""
+
+import base64
+import binascii
+import dataclasses
+import hashlib
+import json
+import socket
+import struct
+import threading
+import time
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+VARIANTS_PATH = "/api/variants"
+SORT_FIELDS = (
+    "notification_last_added_at", "notification_last_sent_at",
+    "notifications_count", "sent_notifications_count", "unsent_notifications_count",
+)
+ORDERS = ("asc", "desc")
+DEFAULT_PER_PAGE = 50
+JSON_TYPE = "application/json; charset=utf-8"
+MAX_STALL_SECONDS = 120.0  # no hang or delay outlives this, even if asked to
+
+
+@dataclasses.dataclass
+class Fault:
+    """A one-shot misbehaviour for the next ``times`` matching requests.
+
+    ``hang`` stalls before any byte is sent; ``delay`` sends the headers, then
+    stalls before the body. Status 200 without ``body`` serves the normal
+    answer, so ``Fault(200, hang=5)`` is just a slow page.
+    """
+
+    status: int = 503
+    times: int = 1
+    page: int | None = None
+    retry_after: str | None = None
+    body: str | None = None
+    content_type: str = "application/json"
+    hang: float = 0.0
+    reset: bool = False
+    delay: float = 0.0
+    account: str | None = None  # match one account's name only
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestRecord:
+    """One answered request; holds the account name, never the token."""
+
+    time: float
+    page: int | None
+    per_page: int | None
+    status: int | None  # None: nothing was sent (reset or server stopped)
+    account: str | None
+
+
+@dataclasses.dataclass
+class _Account:
+    name: str
+    rows: list[dict]
+    plan_ok: bool = True
+    script: dict[int, list[dict]] | None = None
+    views: dict[tuple, list[dict]] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class _Query:
+    page: int | None = 1
+    per_page: int | None = None
+    q: str = ""
+    sort: str | None = None
+    order: str = "asc"
+    error: str | None = None
+
+
+def _token_key(token: str) -> str:
+    # Accounts are keyed by a digest so the server never keeps the token.
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _parse_query(query: str) -> _Query:
+    """Read paging, search and sort parameters; note the first bad one."""
+    params = {name: values[0] for name, values in parse_qs(query).items()}
+    parsed = _Query(q=params.get("q", ""), sort=params.get("sort"))
+    parsed.order = params.get("order", "asc")
+
+    for name in ("page", "per_page"):
+        if name not in params:
+            continue
+        try:
+            value = int(params[name])
+        except ValueError:
+            value = None
+        setattr(parsed, name, value)
+        if value is None or value < 1:
+            parsed.error = f"{name} must be a positive integer"
+
+    if parsed.sort is not None and parsed.sort not in SORT_FIELDS:
+        parsed.error = f"sort must be one of {', '.join(SORT_FIELDS)}"
+    if parsed.order not in ORDERS:
+        parsed.error = "order must be asc or desc"
+    return parsed
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:  # absurd statuses are welcome in fault injection
+        return "Error"
+
+
+def _sort_key(field: str):
+    # Missing values sort before every real value, like NULLs first in asc.
+    return lambda row: (row.get(field) is not None, row.get(field) or 0)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "BackInStockTestServer/1.0"
+    timeout = 30  # idle keep-alive connections end by themselves
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.app._track(self.connection, add=True)
+
+    def finish(self) -> None:
+        self.server.app._track(self.connection, add=False)
+        super().finish()
+
+    def log_message(self, format: str, *args) -> None:
+        """Stay silent: request lines and headers are nobody's business."""
+
+    def do_GET(self) -> None:
+        app: BackInStockServer = self.server.app
+        started = time.monotonic()
+        query = _parse_query(urlsplit(self.path).query)
+        account = app._account_for(self.headers.get("Authorization"))
+        try:
+            status = self._serve(app, query, account)
+        except OSError:  # the client went away mid-answer
+            self.close_connection = True
+            status = None
+        name = account.name if account else None
+        app._record(RequestRecord(started, query.page, query.per_page, status, name))
+
+    def _serve(self, app, query: _Query, account: _Account | None) -> int | None:
+        if not app._pause(app.latency):
+            return self._drop()
+        if urlsplit(self.path).path.rstrip("/") != VARIANTS_PATH:
+            return self._send_json(404, {"error": "Not Found"})
+
+        if account is None:
+            challenge = {"WWW-Authenticate": 'Basic realm="Back In Stock"'}
+            return self._send_json(401, {"error": "Unauthorized"}, challenge)
+        if not account.plan_ok:
+            message = "The API is only available on the Medium plan or above"
+            return self._send_json(403, {"error": message})
+        if query.error:
+            return self._send_json(400, {"error": query.error})
+
+        fault = app._take_fault(query.page, account.name)
+        if fault and (fault.reset or fault.body is not None or fault.status != 200):
+            return self._send_fault(app, fault)
+        if fault and not app._pause(fault.hang):
+            return self._drop()
+        delay = fault.delay if fault else 0.0
+
+        if account.script is not None:
+            return self._send_scripted(app, account, query.page)
+        page_rows = app._page_rows(account, query)
+        body = json.dumps(page_rows, ensure_ascii=False, separators=(",", ":"))
+        return self._send(200, body.encode("utf-8"), JSON_TYPE, delay=delay)
+
+    def _send_fault(self, app, fault: Fault) -> int | None:
+        if not app._pause(fault.hang):
+            return self._drop()
+        if fault.reset:
+            return self._reset_connection()
+
+        headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+        body = fault.body
+        if body is None:
+            body = json.dumps({"error": _reason(fault.status)})
+        return self._send(fault.status, body.encode("utf-8"), fault.content_type,
+                          headers, fault.delay)
+
+    def _send_scripted(self, app, account: _Account, page: int) -> int | None:
+        entry = app._next_scripted(account, page) or {"body": []}
+        if not app._pause(entry.get("delay", 0.0)):
+            return self._drop()
+
+        if "text" in entry:
+            payload = entry["text"].encode("utf-8")
+        else:
+            payload = json.dumps(entry.get("body"), ensure_ascii=False).encode("utf-8")
+        content_type = entry.get("content_type", "application/json")
+        return self._send(entry.get("status", 200), payload, content_type,
+                          entry.get("headers"))
+
+    def _send_json(self, status: int, value, headers: dict | None = None) -> int:
+        return self._send(status, json.dumps(value).encode("utf-8"), JSON_TYPE, headers)
+
+    def _send(self, status: int, body: bytes, content_type: str,
+              headers: dict | None = None, delay: float = 0.0) -> int | None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, str(value))
+        self.end_headers()
+
+        if not self.server.app._pause(delay):
+            return self._drop()
+        self.wfile.write(body)
+        return status
+
+    def _drop(self) -> None:
+        self.close_connection = True
+
+    def _reset_connection(self) -> None:
+        # Linger 0 makes close() send RST; closing rfile first lets it really close.
+        linger_off = struct.pack("ii", 1, 0)
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger_off)
+        self.rfile.close()
+        self.connection.close()
+        self.close_connection = True
+
+
+class BackInStockServer:
+    """The Back In Stock ``/api/variants`` endpoint on 127.0.0.1, in a thread."""
+
+    def __init__(self, port: int = 0, *, max_per_page: int = 250,
+                 latency: float = 0.0) -> None:
+        self.port = port
+        self.max_per_page = max_per_page
+        self.latency = latency
+        self.repeat_last_page = False
+        self.ignore_page = False
+        self._lock = threading.Lock()
+        self._accounts: dict[str, _Account] = {}
+        self._faults: list[Fault] = []
+        self._log: list[RequestRecord] = []
+        self._connections: set[socket.socket] = set()
+        self._stopping = threading.Event()
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        """Where the server listens, e.g. ``http://127.0.0.1:50123``."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "BackInStockServer":
+        """Bind and serve in a daemon thread; returns self."""
+        self._stopping.clear()
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), _Handler)
+        self._httpd.app = self
+        self.port = self._httpd.server_address[1]
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+            name=f"bis-api-server-{self.port}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, cutting short any stalled answer and open connection."""
+        if self._httpd is None:
+            return
+
+        self._stopping.set()
+        self._httpd.shutdown()
+        with self._lock:
+            connections = list(self._connections)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed by its handler
+
+        self._httpd.server_close()
+        self._thread.join(timeout=2)
+        self._httpd = None
+
+    def __enter__(self) -> "BackInStockServer":
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    def add_account(self, token: str, rows: list[dict], plan_ok: bool = True,
+                    name: str | None = None) -> None:
+        """Register a store; ``plan_ok=False`` makes every request a 403."""
+        with self._lock:
+            name = name or f"account-{len(self._accounts) + 1}"
+            self._accounts[_token_key(token)] = _Account(name, list(rows), plan_ok)
+
+    def set_rows(self, token: str, rows: list[dict]) -> None:
+        """Replace a store's rows, even while a client is paging through them."""
+        with self._lock:
+            account = self._accounts[_token_key(token)]
+            account.rows = list(rows)
+            account.views = {}
+
+    def script(self, token: str, responses: list[dict] | None) -> None:
+        """Answer by page from ``responses`` ({"page", "body"|"text", ...}).
+
+        Several entries for one page are served in turn, the last repeating.
+        Unscripted pages answer ``[]``; ``None`` goes back to serving rows.
+        """
+        by_page: dict[int, list[dict]] = {}
+        for entry in responses or []:
+            by_page.setdefault(entry["page"], []).append(dict(entry))
+
+        with self._lock:
+            key = _token_key(token)
+            if key not in self._accounts:
+                self._accounts[key] = _Account(f"account-{len(self._accounts) + 1}", [])
+            self._accounts[key].script = None if responses is None else by_page
+
+    def inject(self, fault: Fault) -> None:
+        """Queue a fault for the next ``fault.times`` matching requests."""
+        with self._lock:
+            self._faults.append(dataclasses.replace(fault))
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        """A snapshot of the request log, oldest first."""
+        with self._lock:
+            return list(self._log)
+
+    @property
+    def request_count(self) -> int:
+        """How many requests have been answered (or dropped) so far."""
+        with self._lock:
+            return len(self._log)
+
+    def reset_log(self) -> None:
+        """Forget every logged request."""
+        with self._lock:
+            self._log.clear()
+
+    def _pause(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; False when the server stopped meanwhile."""
+        bounded = min(max(float(seconds or 0.0), 0.0), MAX_STALL_SECONDS)
+        return not self._stopping.wait(bounded)
+
+    def _track(self, connection: socket.socket, add: bool) -> None:
+        with self._lock:
+            if add:
+                self._connections.add(connection)
+            else:
+                self._connections.discard(connection)
+
+    def _record(self, record: RequestRecord) -> None:
+        with self._lock:
+            self._log.append(record)
+
+    def _account_for(self, authorization: str | None) -> _Account | None:
+        """The account whose token is the Basic auth user name, if any."""
+        scheme, _, encoded = (authorization or "").partition(" ")
+        if scheme.lower() != "basic":
+            return None
+        try:
+            credentials = base64.b64decode(encoded.strip(), validate=True)
+            token = credentials.decode("utf-8").partition(":")[0]
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        with self._lock:
+            return self._accounts.get(_token_key(token)) if token else None
+
+    def _take_fault(self, page: int | None, account_name: str) -> Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.page not in (None, page):
+                    continue
+                if fault.account not in (None, account_name):
+                    continue
+                fault.times -= 1
+                if fault.times <= 0:
+                    self._faults.remove(fault)
+                return fault
+        return None
+
+    def _next_scripted(self, account: _Account, page: int) -> dict | None:
+        with self._lock:
+            answers = (account.script or {}).get(page)
+            if not answers:
+                return None
+            return answers.pop(0) if len(answers) > 1 else answers[0]
+
+    def _page_rows(self, account: _Account, query: _Query) -> list[dict]:
+        """The rows of the asked page, after search, sort and behaviours."""
+        view = self._view(account, query.q.lower(), query.sort, query.order)
+        per_page = min(query.per_page or DEFAULT_PER_PAGE, self.max_per_page)
+        page = 1 if self.ignore_page else query.page
+
+        start = (page - 1) * per_page
+        if start >= len(view) and self.repeat_last_page and view:
+            start = (len(view) - 1) // per_page * per_page
+        return view[start:start + per_page]
+
+    def _view(self, account: _Account, needle: str, sort: str | None,
+              order: str) -> list[dict]:
+        """Searched and sorted rows, cached until the account's rows change."""
+        key = (needle, sort, order if sort else "asc")
+        with self._lock:
+            rows, cached = account.rows, account.views.get(key)
+        if cached is not None:
+            return cached
+
+        view = rows
+        if needle:
+            view = [row for row in view if needle in (row.get("sku") or "").lower()]
+        if sort:
+            view = sorted(view, key=_sort_key(sort), reverse=order == "desc")
+
+        with self._lock:
+            if account.rows is rows:  # skip caching if rows moved meanwhile
+                if len(account.views) >= 16:
+                    account.views.clear()
+                account.views[key] = view
+        return view
+
+
+class SilentServer:
+    """A TCP listener on 127.0.0.1 that accepts connections and never answers.
+
+    It closes everything on ``stop()``, or by itself after ``lifetime`` seconds.
+    """
+
+    def __init__(self, lifetime: float = 60.0) -> None:
+        self.lifetime = lifetime
+        self.port = 0
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        """Where the listener waits, e.g. ``http://127.0.0.1:50124``."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "SilentServer":
+        """Listen and accept in a daemon thread; returns self."""
+        listener = socket.create_server(("127.0.0.1", 0))
+        listener.settimeout(0.05)  # wake often to notice stop()
+        self.port = listener.getsockname()[1]
+        self._stopping.clear()
+        self._thread = threading.Thread(
+            target=self._accept_until_stopped, args=(listener,), daemon=True,
+            name=f"bis-silent-server-{self.port}")
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Close the listener and every accepted connection."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+
+    def __enter__(self) -> "SilentServer":
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    def _accept_until_stopped(self, listener: socket.socket) -> None:
+        deadline = time.monotonic() + self.lifetime
+        accepted: list[socket.socket] = []
+        with listener:
+            while not self._stopping.is_set() and time.monotonic() < deadline:
+                try:
+                    accepted.append(listener.accept()[0])
+                except TimeoutError:
+                    continue
+        for connection in accepted:
+            connection.close()

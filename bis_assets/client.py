@@ -1,0 +1,329 @@
+"""A client for the Back In Stock variants report (``GET /api/variants``).
+
+Knows nothing of Dagster or pandas: it pages through one account's report and
+yields the rows page by page. Retries, backoff and ``Retry-After`` live in
+urllib3's ``Retry`` behind a ``requests`` session; the token travels only in
+the Basic-auth header, never in a URL, a message or a repr.
+"""
+
+import email.utils
+import logging
+import math
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from bis_assets.errors import (
+    ApiError,
+    AuthenticationError,
+    ConfigurationError,
+    PaginationError,
+    RetryableApiError,
+)
+
+DEFAULT_BASE_URL = "https://app.backinstock.org"
+VARIANTS_PATH = "/api/variants"
+RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
+BODY_PREVIEW_CHARS = 200
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """How the client talks to the API; every field has a safe default."""
+
+    base_url: str = DEFAULT_BASE_URL
+    per_page: int = 250
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    max_retries: int = 5
+    backoff_factor: float = 0.5
+    max_retry_after: float = 120.0
+    max_pages: int = 10_000
+    max_in_flight: int = 8
+    requests_per_second: float = 10.0
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"base_url must be an http(s) URL, got {self.base_url!r}")
+        if parts.username or parts.password:
+            # A token in the URL would end up in every error message.
+            raise ValueError("base_url must not hold credentials; tokens go in the env")
+        if self.per_page < 1 or self.max_pages < 1 or self.max_in_flight < 1:
+            raise ValueError("per_page, max_pages and max_in_flight must be positive")
+        if self.requests_per_second <= 0:
+            raise ValueError("requests_per_second must be positive")
+
+
+class RetryAfterTooLong(Exception):
+    """The server asked us to wait longer than we are willing to."""
+
+    def __init__(self, seconds: float, cap: float) -> None:
+        self.seconds = seconds
+        self.cap = cap
+        super().__init__(f"Retry-After of {seconds:.0f} s exceeds the cap of {cap:.0f} s")
+
+
+class CappedRetry(Retry):
+    """urllib3's ``Retry`` that reads fractional ``Retry-After`` and caps the wait.
+
+    urllib3 rejects ``Retry-After: 1.5`` as invalid and would honour six hours;
+    a nightly sync of many stores should rather fail one account quickly.
+    """
+
+    pause = staticmethod(time.sleep)  # tests replace this to skip the waiting
+
+    def parse_retry_after(self, retry_after: str) -> float:
+        seconds = _seconds_from_retry_after(retry_after)
+        if seconds > self.retry_after_max:
+            raise RetryAfterTooLong(seconds, self.retry_after_max)
+
+        return seconds
+
+    def sleep(self, response: Any = None) -> None:
+        wait = None
+        if self.respect_retry_after_header and response is not None:
+            wait = self.get_retry_after(response)
+
+        self.pause(wait if wait else self.get_backoff_time())
+
+
+def _seconds_from_retry_after(value: str) -> float:
+    """Seconds to wait for a ``Retry-After`` value; 0 (plain backoff) if unreadable."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = None
+    if seconds is not None:
+        return seconds if math.isfinite(seconds) and seconds > 0 else 0.0
+
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return 0.0
+    if when.tzinfo is None:
+        return 0.0
+
+    return max(when.timestamp() - time.time(), 0.0)
+
+
+def redact_url(url: str) -> str:
+    """``url`` without any user information, safe to put in a message."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of the report as the server sent it."""
+
+    number: int
+    rows: list[dict[str, Any]]
+    seconds: float
+
+
+class RequestPacer:
+    """Spaces request starts so that no more than ``per_second`` begin each second."""
+
+    def __init__(self, per_second: float) -> None:
+        self._interval = 1.0 / per_second
+        self._next_start = 0.0
+        self._lock = threading.Lock()
+
+    def wait_turn(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next_start)
+            self._next_start = start + self._interval
+        if start > now:
+            time.sleep(start - now)
+
+
+class BackInStockClient:
+    """Reads one account's variants report, page by page."""
+
+    def __init__(self, account_id: str, token: str, settings: ClientSettings) -> None:
+        if not token:
+            raise ConfigurationError(account_id, "the API token is empty")
+        self.account_id = account_id
+        self.settings = settings
+        self._url = settings.base_url.rstrip("/") + VARIANTS_PATH
+        self._pacer = RequestPacer(settings.requests_per_second)
+        self._session = self._build_session(token)
+
+    def __repr__(self) -> str:
+        return f"BackInStockClient(account_id={self.account_id!r}, url={self._url!r})"
+
+    def _build_session(self, token: str) -> requests.Session:
+        retry = CappedRetry(
+            total=self.settings.max_retries,
+            backoff_factor=self.settings.backoff_factor,
+            status_forcelist=RETRIED_STATUSES,
+            allowed_methods={"GET"},
+            respect_retry_after_header=True,
+            retry_after_max=self.settings.max_retry_after,
+        )
+        adapter = HTTPAdapter(
+            max_retries=retry, pool_maxsize=self.settings.max_in_flight
+        )
+        session = requests.Session()
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        session.auth = (token, "")
+        # Never pick up credentials from ~/.netrc or proxies from the environment
+        # behind the user's back: the token is the account's alone.
+        session.trust_env = False
+
+        return session
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> "BackInStockClient":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def fetch_page(self, number: int) -> Page:
+        """One page of the report; raises an ``ApiError`` naming the account."""
+        params = {"page": number, "per_page": self.settings.per_page}
+        timeout = (self.settings.connect_timeout, self.settings.read_timeout)
+        self._pacer.wait_turn()
+        started = time.monotonic()
+
+        try:
+            response = self._session.get(self._url, params=params, timeout=timeout)
+        except RetryAfterTooLong as exc:
+            raise RetryableApiError(
+                self.account_id,
+                f"rate limited on page {number}: {exc}; run the sync again later",
+            ) from None
+        except requests.RequestException as exc:
+            raise RetryableApiError(
+                self.account_id,
+                f"page {number} failed after {self.settings.max_retries} retries: "
+                f"{type(exc).__name__}: {exc}",
+            ) from None
+
+        rows = self._rows_from(response, number)
+
+        return Page(number, rows, time.monotonic() - started)
+
+    def _rows_from(self, response: requests.Response, number: int) -> list[dict[str, Any]]:
+        where = f"page {number} ({redact_url(response.url)})"
+        status = response.status_code
+        if status in (401, 403):
+            reason = (
+                "the token was refused (401): check the account's token variable"
+                if status == 401
+                else "access forbidden (403): the store's plan may not include the "
+                "API (Medium or above is required)"
+            )
+            raise AuthenticationError(self.account_id, f"{reason}; {where}")
+        if status in RETRIED_STATUSES:
+            raise RetryableApiError(
+                self.account_id, f"status {status} persisted through retries; {where}"
+            )
+        if status != 200:
+            raise ApiError(
+                self.account_id, f"unexpected status {status}; {where}: {_preview(response)}"
+            )
+
+        content_type = response.headers.get("Content-Type", "")
+        try:
+            body = response.json(parse_float=Decimal)
+        except ValueError:
+            raise ApiError(
+                self.account_id,
+                f"status 200 with content type {content_type!r} that is not JSON; "
+                f"{where}: {_preview(response)}",
+            ) from None
+        if not isinstance(body, list):
+            raise ApiError(
+                self.account_id, f"expected a JSON array, got {_describe(body)}; {where}"
+            )
+        if not all(isinstance(row, dict) for row in body):
+            raise ApiError(self.account_id, f"expected an array of objects; {where}")
+
+        return body
+
+    def iter_pages(self) -> Iterator[Page]:
+        """Every page of the report in page order, until the data ends.
+
+        The report has no total and no next link, and servers differ: some cap
+        the page size, some repeat the last page forever. The end is an empty
+        page, a page equal to the one before, or a page shorter than the
+        longest seen so far. Pages are fetched a window at a time; the window
+        starts at one page and doubles up to ``max_in_flight``, so a short
+        report costs no wasted requests and a long one runs concurrently.
+        """
+        window = 1
+        next_page = 1
+        previous: list[dict[str, Any]] | None = None
+        longest = 0
+
+        with ThreadPoolExecutor(self.settings.max_in_flight) as pool:
+            while True:
+                last = min(next_page + window - 1, self.settings.max_pages)
+                if next_page > last:
+                    raise PaginationError(
+                        self.account_id,
+                        f"more than {self.settings.max_pages} pages; raise max_pages "
+                        "if the account is really that large",
+                    )
+                numbers = range(next_page, last + 1)
+                futures = [pool.submit(self.fetch_page, number) for number in numbers]
+
+                for future in futures:
+                    page = future.result()
+                    if not page.rows or page.rows == previous:
+                        if page.rows:
+                            log.info(
+                                "account %s: page %d repeats page %d; taking it as the end",
+                                self.account_id, page.number, page.number - 1,
+                            )
+                        _cancel(futures)
+                        return
+                    yield page
+
+                    longest = max(longest, len(page.rows))
+                    if len(page.rows) < longest:
+                        _cancel(futures)
+                        return
+                    previous = page.rows
+
+                next_page = last + 1
+                window = min(window * 2, self.settings.max_in_flight)
+
+
+def _cancel(futures: list) -> None:
+    for future in futures:
+        future.cancel()
+
+
+def _preview(response: requests.Response) -> str:
+    text = response.text[:BODY_PREVIEW_CHARS]
+    return repr(text) if text else "an empty body"
+
+
+def _describe(body: object) -> str:
+    if isinstance(body, dict):
+        return f"an object with keys {sorted(body)[:10]}"
+
+    return f"a JSON {type(body).__name__}"
+

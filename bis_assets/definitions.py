@@ -1,0 +1,26 @@
+"""Assembles the project's Dagster definitions; nothing is defined here."""
+
+import os
+
+from dagster import Definitions
+
+from bis_assets.assets import back_in_stock_notifications
+from bis_assets.checks import sync_key_matches_columns, sync_key_present_and_unique
+from bis_assets.client import DEFAULT_BASE_URL
+from bis_assets.io_manager import PostgresNotificationsIOManager
+from bis_assets.resources import AccountsResource, BackInStockResource, WarehouseResource
+
+warehouse = WarehouseResource()
+
+defs = Definitions(
+    assets=[back_in_stock_notifications],
+    asset_checks=[sync_key_present_and_unique, sync_key_matches_columns],
+    resources={
+        "back_in_stock": BackInStockResource(
+            base_url=os.environ.get("BIS_API_BASE_URL", DEFAULT_BASE_URL)
+        ),
+        "accounts": AccountsResource(path=os.environ.get("BIS_ACCOUNTS_FILE", "")),
+        "warehouse": warehouse,
+        "notifications_io_manager": PostgresNotificationsIOManager(warehouse=warehouse),
+    },
+)

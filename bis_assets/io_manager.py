@@ -1,0 +1,74 @@
+"""A Dagster IO manager that upserts the notifications frame into PostgreSQL."""
+
+from datetime import UTC, datetime
+
+import pandas as pd
+from dagster import ConfigurableIOManager, InputContext, OutputContext
+from pydantic import Field
+
+from bis_assets.columns import ACCOUNT_COLUMN, SYNCED_AT_COLUMN
+from bis_assets.errors import WarehouseError
+from bis_assets.resources import WarehouseResource
+from bis_assets.warehouse import ensure_table, load, read_accounts
+
+
+class PostgresNotificationsIOManager(ConfigurableIOManager):
+    """Upserts each run's accounts in one transaction and reads them back.
+
+    Rows of an account that a complete sync no longer returns are marked in
+    ``__deleted_at``, within ``max_deleted_share`` of the account's rows.
+    """
+
+    warehouse: WarehouseResource
+    max_deleted_share: float = Field(
+        default=0.5,
+        description="Largest share of an account's rows one sync may mark deleted",
+    )
+
+    def handle_output(self, context: OutputContext, obj: pd.DataFrame) -> None:
+        accounts = _accounts_of(context)
+        strangers = set(obj[ACCOUNT_COLUMN]) - set(accounts)
+        if strangers:
+            raise WarehouseError(
+                sorted(strangers)[0], f"rows handed over outside the run's partitions {accounts}"
+            )
+        synced_at = obj[SYNCED_AT_COLUMN].max() if len(obj) else datetime.now(UTC)
+
+        with self.warehouse.connect() as connection:
+            ensure_table(connection, self.warehouse.table)
+            counts = load(
+                connection,
+                self.warehouse.table,
+                obj,
+                complete_accounts=accounts,
+                synced_at=synced_at,
+                max_deleted_share=self.max_deleted_share,
+            )
+
+        context.log.info(
+            f"{self.warehouse.table}: {counts.inserted} inserted, {counts.updated} updated, "
+            f"{counts.unchanged} unchanged, {counts.marked_deleted} marked deleted "
+            f"for {len(accounts)} account(s)"
+        )
+        context.add_output_metadata(
+            {
+                "table": str(self.warehouse.table),
+                "rows_inserted": counts.inserted,
+                "rows_updated": counts.updated,
+                "rows_unchanged": counts.unchanged,
+                "rows_marked_deleted": counts.marked_deleted,
+                "dagster/row_count": counts.staged,
+            }
+        )
+
+    def load_input(self, context: InputContext) -> pd.DataFrame:
+        accounts = _accounts_of(context)
+        with self.warehouse.connect() as connection:
+            return read_accounts(connection, self.warehouse.table, accounts)
+
+
+def _accounts_of(context: InputContext | OutputContext) -> list[str]:
+    if not context.has_asset_partitions:
+        raise WarehouseError("*", "the notifications asset must be partitioned by account")
+
+    return sorted(context.asset_partition_keys)

@@ -1,0 +1,100 @@
+"""Dagster resources: the Back In Stock API and the accounts file."""
+
+import dataclasses
+import os
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+import psycopg2
+from dagster import ConfigurableResource
+from pydantic import Field
+
+from bis_assets.accounts import Account, accounts_file, load_accounts
+from bis_assets.client import BackInStockClient, ClientSettings
+from bis_assets.embedded import warehouse_url
+from bis_assets.errors import ConfigurationError
+from bis_assets.warehouse import DEFAULT_SCHEMA, DEFAULT_TABLE, TableName, connect
+
+_DEFAULTS = ClientSettings()
+
+
+class BackInStockResource(ConfigurableResource):
+    """The Back In Stock Reports API; tokens come from each account's variable."""
+
+    base_url: str = Field(default=_DEFAULTS.base_url, description="The API's address")
+    per_page: int = Field(default=_DEFAULTS.per_page, description="Rows asked for a page")
+    connect_timeout: float = Field(
+        default=_DEFAULTS.connect_timeout, description="Seconds to connect"
+    )
+    read_timeout: float = Field(
+        default=_DEFAULTS.read_timeout, description="Seconds to wait for a reply"
+    )
+    max_retries: int = Field(
+        default=_DEFAULTS.max_retries, description="Retries of a failed request"
+    )
+    backoff_factor: float = Field(
+        default=_DEFAULTS.backoff_factor, description="Exponential backoff base, seconds"
+    )
+    max_retry_after: float = Field(
+        default=_DEFAULTS.max_retry_after,
+        description="Longest Retry-After honoured; a longer one fails the sync",
+    )
+    max_pages: int = Field(
+        default=_DEFAULTS.max_pages, description="Hard cap on pages per account"
+    )
+    max_in_flight: int = Field(
+        default=_DEFAULTS.max_in_flight, description="Concurrent requests per account"
+    )
+    requests_per_second: float = Field(
+        default=_DEFAULTS.requests_per_second, description="Request budget per account"
+    )
+
+    def client_for(self, account: Account) -> BackInStockClient:
+        """A client for ``account``, with its token read from the environment."""
+        token = os.environ.get(account.token_env, "")
+        if not token:
+            raise ConfigurationError(
+                account.id,
+                f"environment variable {account.token_env} is not set or empty; "
+                "set it to the store's Back In Stock API token",
+            )
+        settings = {
+            field.name: getattr(self, field.name)
+            for field in dataclasses.fields(ClientSettings)
+        }
+        settings["base_url"] = account.base_url or self.base_url
+
+        return BackInStockClient(account.id, token, ClientSettings(**settings))
+
+
+class AccountsResource(ConfigurableResource):
+    """The accounts file; an empty path means ``$BIS_ACCOUNTS_FILE`` or the demo file."""
+
+    path: str = Field(default="", description="Path of the accounts YAML file")
+
+    def load(self) -> dict[str, Account]:
+        return load_accounts(Path(self.path) if self.path else accounts_file())
+
+    def get(self, account_id: str) -> Account:
+        accounts = self.load()
+        if account_id not in accounts:
+            raise ConfigurationError(
+                account_id, f"not in the accounts file {self.path or accounts_file()}"
+            )
+
+        return accounts[account_id]
+
+
+class WarehouseResource(ConfigurableResource):
+    """The PostgreSQL table; the server is ``$BIS_DATABASE_URL`` or the embedded one."""
+
+    schema_name: str = Field(default=DEFAULT_SCHEMA, description="Schema of the table")
+    table_name: str = Field(default=DEFAULT_TABLE, description="Name of the table")
+
+    @property
+    def table(self) -> TableName:
+        return TableName(self.schema_name, self.table_name)
+
+    def connect(self) -> AbstractContextManager[psycopg2.extensions.connection]:
+        """A UTC session on the warehouse, closed when the block ends."""
+        return connect(warehouse_url())

@@ -1,0 +1,383 @@
+"""Load frames of the notifications table into PostgreSQL, and read them back.
+
+Plain psycopg2, no Dagster. A load is one transaction: COPY into a temporary
+staging table, one ``INSERT ... ON CONFLICT`` that rewrites only rows whose
+values changed, and the marking of rows a complete sync no longer returned.
+Identifiers are quoted by ``psycopg2.sql``; values are always bound.
+"""
+
+import io
+import logging
+import zlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+import psycopg2
+from psycopg2 import sql
+
+from bis_assets.columns import (
+    ACCOUNT_COLUMN,
+    DELETED_AT,
+    FRAME_COLUMNS,
+    KEY_COLUMNS,
+    SYNC_KEY_COLUMN,
+    TABLE_COLUMNS,
+    Column,
+    column_names,
+)
+from bis_assets.errors import WarehouseError
+
+DEFAULT_SCHEMA = "back_in_stock"
+DEFAULT_TABLE = "notifications"
+COPY_CHUNK_ROWS = 200_000
+STAGING_TABLE = "bis_staging"
+
+# COPY's text format: backslash escapes, \N for NULL. Escaping the four
+# characters below keeps every other character byte for byte.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
+_COPY_NULL = "\\N"
+_LOCK_NAMESPACE = zlib.crc32(b"bis_assets") - 2**31
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TableName:
+    """Where the notifications live."""
+
+    schema: str = DEFAULT_SCHEMA
+    table: str = DEFAULT_TABLE
+
+    @property
+    def identifier(self) -> sql.Identifier:
+        return sql.Identifier(self.schema, self.table)
+
+    def __str__(self) -> str:
+        return f"{self.schema}.{self.table}"
+
+
+@dataclass(frozen=True)
+class LoadCounts:
+    """What one load did to the table."""
+
+    staged: int
+    inserted: int
+    updated: int
+    marked_deleted: int
+
+    @property
+    def unchanged(self) -> int:
+        return self.staged - self.inserted - self.updated
+
+
+@contextmanager
+def connect(database_url: str) -> Iterator[psycopg2.extensions.connection]:
+    """A connection whose session works in UTC, closed on exit."""
+    connection = psycopg2.connect(database_url, application_name="bis_assets")
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SET TIME ZONE 'UTC'")
+        connection.commit()
+        yield connection
+    finally:
+        connection.close()
+
+
+def ensure_table(connection: psycopg2.extensions.connection, table: TableName) -> None:
+    """Create the schema and table when missing, then check the table can take upserts.
+
+    Two first syncs may start at once on an empty database; an advisory lock
+    makes one create while the other waits, instead of both racing on the
+    catalog and one failing.
+    """
+    with connection, connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, 0)", (_LOCK_NAMESPACE,))
+        cursor.execute(
+            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(table.schema))
+        )
+        cursor.execute(_create_table_sql(table))
+        cursor.execute(
+            sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} timestamptz").format(
+                table.identifier, sql.Identifier(DELETED_AT.name)
+            )
+        )
+        _check_table_shape(cursor, table)
+
+
+def _create_table_sql(table: TableName) -> sql.Composed:
+    definitions = [
+        sql.SQL("{} {}{}").format(
+            sql.Identifier(column.name),
+            sql.SQL(column.sql_type),
+            sql.SQL("" if column.nullable else " NOT NULL"),
+        )
+        for column in TABLE_COLUMNS
+    ]
+    definitions.append(
+        sql.SQL("PRIMARY KEY ({})").format(
+            sql.SQL(", ").join(map(sql.Identifier, KEY_COLUMNS))
+        )
+    )
+
+    return sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(
+        table.identifier, sql.SQL(", ").join(definitions)
+    )
+
+
+def _check_table_shape(cursor: psycopg2.extensions.cursor, table: TableName) -> None:
+    """Fail clearly when a table made by someone else lacks our columns or key."""
+    cursor.execute(
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_schema = %s AND table_name = %s",
+        (table.schema, table.table),
+    )
+    present = {name for (name,) in cursor.fetchall()}
+    missing = [name for name in column_names(TABLE_COLUMNS) if name not in present]
+    if missing:
+        raise WarehouseError(
+            "*", f"table {table} exists without columns {missing}; add them or drop the table"
+        )
+
+    cursor.execute(
+        """
+        SELECT 1 FROM pg_index i
+        WHERE i.indrelid = to_regclass(%s) AND i.indisunique AND i.indpred IS NULL
+          AND (SELECT array_agg(a.attname::text ORDER BY a.attname)
+               FROM pg_attribute a
+               WHERE a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey))
+              = %s::text[]
+        """,
+        (sql.Identifier(table.schema, table.table).as_string(cursor), sorted(KEY_COLUMNS)),
+    )
+    if cursor.fetchone() is None:
+        raise WarehouseError(
+            "*",
+            f"table {table} has no unique key on ({', '.join(KEY_COLUMNS)}), which the "
+            f"upsert needs. Repair: ALTER TABLE {table} ADD PRIMARY KEY "
+            f"({', '.join(KEY_COLUMNS)}) after removing duplicate rows",
+        )
+
+
+def load(
+    connection: psycopg2.extensions.connection,
+    table: TableName,
+    frame: pd.DataFrame,
+    complete_accounts: Sequence[str] = (),
+    synced_at: datetime | None = None,
+    max_deleted_share: float = 1.0,
+) -> LoadCounts:
+    """Upsert ``frame`` in one transaction; commit all of it or none.
+
+    Rows of ``complete_accounts`` that the frame lacks are marked deleted at
+    ``synced_at``, unless that would mark more than ``max_deleted_share`` of
+    an account's current rows: then nothing is committed.
+    """
+    _check_unique_keys(frame)
+    accounts = sorted(set(frame[ACCOUNT_COLUMN]) | set(complete_accounts))
+
+    with connection, connection.cursor() as cursor:
+        _lock_accounts(cursor, table, accounts)
+        _stage(cursor, table, frame)
+        inserted, updated = _upsert_from_staging(cursor, table)
+        marked = 0
+        if complete_accounts:
+            marked = _mark_deleted(
+                cursor, table, complete_accounts, synced_at, max_deleted_share
+            )
+
+    return LoadCounts(len(frame), inserted, updated, marked)
+
+
+def _check_unique_keys(frame: pd.DataFrame) -> None:
+    repeated = frame[frame.duplicated(list(KEY_COLUMNS))]
+    if len(repeated):
+        first = repeated.iloc[0]
+        raise WarehouseError(
+            first[ACCOUNT_COLUMN],
+            f"{len(repeated)} rows repeat a key already in the frame (first "
+            f"{first[SYNC_KEY_COLUMN]}); de-duplicate before loading",
+        )
+
+
+def _lock_accounts(cursor: psycopg2.extensions.cursor, table: TableName, accounts: list) -> None:
+    """Serialize loads of the same account; sorted order rules out deadlocks."""
+    for account in accounts:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+            (_LOCK_NAMESPACE, f"{table}:{account}"),
+        )
+
+
+def _stage(cursor: psycopg2.extensions.cursor, table: TableName, frame: pd.DataFrame) -> None:
+    staging = sql.Identifier(STAGING_TABLE)
+    cursor.execute(
+        sql.SQL("CREATE TEMPORARY TABLE {} (LIKE {}) ON COMMIT DROP").format(
+            staging, table.identifier
+        )
+    )
+    copy = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        staging, sql.SQL(", ").join(map(sql.Identifier, column_names()))
+    )
+    for chunk in copy_chunks(frame):
+        cursor.copy_expert(copy.as_string(cursor), io.BytesIO(chunk))
+
+
+def _upsert_from_staging(cursor: psycopg2.extensions.cursor, table: TableName) -> tuple:
+    names = column_names() + [DELETED_AT.name]
+    updated_names = [name for name in names if name not in KEY_COLUMNS]
+    identifiers = sql.SQL(", ").join(map(sql.Identifier, names))
+
+    def listed(prefix: str) -> sql.Composable:
+        return sql.SQL(", ").join(
+            sql.SQL("{}.{}").format(sql.Identifier(prefix), sql.Identifier(name))
+            for name in updated_names
+            if name != "__synced_at"
+        )
+
+    statement = sql.SQL(
+        """
+        WITH written AS (
+            INSERT INTO {target} AS current ({columns})
+            SELECT {columns} FROM {staging} ORDER BY {key}
+            ON CONFLICT ({conflict}) DO UPDATE SET ({updated}) = ROW({excluded})
+            WHERE ({current_values}) IS DISTINCT FROM ({new_values})
+            RETURNING xmax = 0 AS inserted
+        )
+        SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted)
+        FROM written
+        """
+    ).format(
+        target=table.identifier,
+        columns=identifiers,
+        staging=sql.Identifier(STAGING_TABLE),
+        key=sql.SQL(", ").join(map(sql.Identifier, KEY_COLUMNS)),
+        conflict=sql.SQL(", ").join(map(sql.Identifier, KEY_COLUMNS)),
+        updated=sql.SQL(", ").join(map(sql.Identifier, updated_names)),
+        excluded=sql.SQL(", ").join(
+            sql.SQL("excluded.{}").format(sql.Identifier(name)) for name in updated_names
+        ),
+        current_values=listed("current"),
+        new_values=listed("excluded"),
+    )
+    cursor.execute(statement)
+
+    return cursor.fetchone()
+
+
+def _mark_deleted(
+    cursor: psycopg2.extensions.cursor,
+    table: TableName,
+    accounts: Sequence[str],
+    synced_at: datetime | None,
+    max_share: float,
+) -> int:
+    """Mark the accounts' rows this complete sync did not return; refuse a wipe."""
+    statement = sql.SQL(
+        """
+        WITH gone AS (
+            UPDATE {target} AS current SET {deleted_at} = %(synced_at)s
+            WHERE current.{account} = ANY(%(accounts)s) AND current.{deleted_at} IS NULL
+              AND NOT EXISTS (
+                  SELECT 1 FROM {staging} AS seen
+                  WHERE seen.{account} = current.{account} AND seen.{key} = current.{key})
+            RETURNING current.{account}
+        )
+        SELECT gone.{account}, count(*),
+               (SELECT count(*) FROM {target} AS t WHERE t.{account} = gone.{account}
+                AND t.{deleted_at} IS NULL)
+        FROM gone GROUP BY gone.{account}
+        """
+    ).format(
+        target=table.identifier,
+        staging=sql.Identifier(STAGING_TABLE),
+        account=sql.Identifier(ACCOUNT_COLUMN),
+        key=sql.Identifier(SYNC_KEY_COLUMN),
+        deleted_at=sql.Identifier(DELETED_AT.name),
+    )
+    cursor.execute(statement, {"synced_at": synced_at, "accounts": list(accounts)})
+
+    marked = 0
+    for account, gone, tracked in cursor.fetchall():
+        if gone > max_share * tracked:
+            raise WarehouseError(
+                account,
+                f"the sync no longer returns {gone} of the {tracked} rows in {table} "
+                f"({gone / tracked:.0%}), more than the allowed {max_share:.0%}; "
+                "nothing was changed. If the store really lost them, raise "
+                "max_deleted_share for one run",
+            )
+        marked += gone
+
+    return marked
+
+
+def copy_chunks(frame: pd.DataFrame, chunk_rows: int = COPY_CHUNK_ROWS) -> Iterator[bytes]:
+    """The frame in COPY text format, a bounded chunk at a time."""
+    for start in range(0, len(frame), chunk_rows):
+        part = frame.iloc[start : start + chunk_rows]
+        fields = [_copy_field(part[column.name], column) for column in FRAME_COLUMNS]
+        lines = fields[0].str.cat(fields[1:], sep="\t")
+
+        yield ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def _copy_field(values: pd.Series, column: Column) -> pd.Series:
+    missing = values.isna().to_numpy()
+    if column.kind == "int":
+        text = values.to_numpy(dtype="int64", na_value=0).astype(str)
+    elif column.kind == "time":
+        stamps = values.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
+        text = np.char.add(np.datetime_as_string(stamps, unit="us"), "Z")
+    elif column.kind == "decimal":
+        text = values.map(str, na_action="ignore").to_numpy(dtype=object)
+    else:
+        text = values.str.translate(_COPY_ESCAPES).to_numpy(dtype=object)
+
+    return pd.Series(np.where(missing, _COPY_NULL, text), index=values.index, dtype=object)
+
+
+def read_accounts(
+    connection: psycopg2.extensions.connection,
+    table: TableName,
+    accounts: Sequence[str],
+    include_deleted: bool = False,
+) -> pd.DataFrame:
+    """The stored rows of ``accounts`` as a frame with the table's dtypes."""
+    statement = sql.SQL(
+        "SELECT {columns} FROM {target} WHERE {account} = ANY(%s){live} ORDER BY {key}"
+    ).format(
+        columns=sql.SQL(", ").join(map(sql.Identifier, column_names(TABLE_COLUMNS))),
+        target=table.identifier,
+        account=sql.Identifier(ACCOUNT_COLUMN),
+        live=sql.SQL("" if include_deleted else " AND {} IS NULL").format(
+            sql.Identifier(DELETED_AT.name)
+        ),
+        key=sql.SQL(", ").join(map(sql.Identifier, KEY_COLUMNS)),
+    )
+    with connection, connection.cursor() as cursor:
+        cursor.execute(statement, (list(accounts),))
+        records = cursor.fetchall()
+
+    return typed_frame(records, TABLE_COLUMNS)
+
+
+def typed_frame(records: list[tuple], columns: tuple[Column, ...]) -> pd.DataFrame:
+    """Records from the database as a frame with the dtypes the transform makes."""
+    by_column = list(zip(*records, strict=True)) if records else [()] * len(columns)
+    data = {}
+    for column, values in zip(columns, by_column, strict=True):
+        if column.kind == "int":
+            dtype = "Int64" if column.sql_type == "bigint" else "Int32"
+            data[column.name] = pd.Series(list(values), dtype=dtype)
+        elif column.kind == "time":
+            data[column.name] = pd.to_datetime(
+                pd.Series(list(values), dtype=object), utc=True
+            ).astype("datetime64[us, UTC]")
+        else:
+            data[column.name] = pd.Series(list(values), dtype=object)
+
+    return pd.DataFrame(data)
