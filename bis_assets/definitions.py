@@ -8,6 +8,7 @@ from bis_assets.assets import back_in_stock_notifications
 from bis_assets.checks import sync_key_matches_columns, sync_key_present_and_unique
 from bis_assets.client import DEFAULT_BASE_URL
 from bis_assets.io_manager import PostgresNotificationsIOManager
+from bis_assets.jobs import sync_job
 from bis_assets.resources import AccountsResource, BackInStockResource, WarehouseResource
 
 warehouse = WarehouseResource()
@@ -15,6 +16,7 @@ warehouse = WarehouseResource()
 defs = Definitions(
     assets=[back_in_stock_notifications],
     asset_checks=[sync_key_present_and_unique, sync_key_matches_columns],
+    jobs=[sync_job],
     resources={
         "back_in_stock": BackInStockResource(
             base_url=os.environ.get("BIS_API_BASE_URL", DEFAULT_BASE_URL)

@@ -104,11 +104,15 @@ def _parse_query(query: str) -> _Query:
     return parsed
 
 
-def _reason(status: int) -> str:
+def _error_text(status: int) -> str:
+    """A small JSON error body naming the status, e.g. {"error": "Not Found"}."""
+    if status in (204, 304):  # these must not carry a body
+        return ""
     try:
-        return HTTPStatus(status).phrase
+        reason = HTTPStatus(status).phrase
     except ValueError:  # absurd statuses are welcome in fault injection
-        return "Error"
+        reason = "Error"
+    return json.dumps({"error": reason})
 
 
 def _sort_key(field: str):
@@ -168,7 +172,7 @@ class _Handler(BaseHTTPRequestHandler):
         delay = fault.delay if fault else 0.0
 
         if account.script is not None:
-            return self._send_scripted(app, account, query.page)
+            return self._send_scripted(app, account, query.page, delay)
         page_rows = app._page_rows(account, query)
         body = json.dumps(page_rows, ensure_ascii=False, separators=(",", ":"))
         return self._send(200, body.encode("utf-8"), JSON_TYPE, delay=delay)
@@ -180,24 +184,26 @@ class _Handler(BaseHTTPRequestHandler):
             return self._reset_connection()
 
         headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
-        body = fault.body
-        if body is None:
-            body = json.dumps({"error": _reason(fault.status)})
+        body = fault.body if fault.body is not None else _error_text(fault.status)
         return self._send(fault.status, body.encode("utf-8"), fault.content_type,
                           headers, fault.delay)
 
-    def _send_scripted(self, app, account: _Account, page: int) -> int | None:
+    def _send_scripted(self, app, account: _Account, page: int,
+                       delay: float) -> int | None:
         entry = app._next_scripted(account, page) or {"body": []}
         if not app._pause(entry.get("delay", 0.0)):
             return self._drop()
 
+        status = entry.get("status", 200)
         if "text" in entry:
-            payload = entry["text"].encode("utf-8")
-        else:
-            payload = json.dumps(entry.get("body"), ensure_ascii=False).encode("utf-8")
+            text = entry["text"]
+        elif "body" in entry:
+            text = json.dumps(entry["body"], ensure_ascii=False)
+        else:  # a bare status, such as {"page": 1, "status": 401}
+            text = _error_text(status) if status >= 400 else "[]"
         content_type = entry.get("content_type", "application/json")
-        return self._send(entry.get("status", 200), payload, content_type,
-                          entry.get("headers"))
+        return self._send(status, text.encode("utf-8"), content_type,
+                          entry.get("headers"), delay)
 
     def _send_json(self, status: int, value, headers: dict | None = None) -> int:
         return self._send(status, json.dumps(value).encode("utf-8"), JSON_TYPE, headers)

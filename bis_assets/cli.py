@@ -1,0 +1,119 @@
+"""``bis-assets``: the demo sync, the Dagster UI, and our API server, from one command.
+
+``bis-assets demo`` syncs the three real storefront catalogs, served by our
+own Back In Stock API server, through Dagster into PostgreSQL and prints a
+summary per account; ``bis-assets ui`` opens the same setup in the Dagster UI.
+"""
+
+import argparse
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+from bis_assets.accounts import ACCOUNTS_FILE_ENV, DEMO_ACCOUNTS_FILE, load_accounts
+from bis_assets.api_server import BackInStockServer
+from bis_assets.api_server.catalog import storefront_rows
+from bis_assets.embedded import (
+    DATABASE_URL_ENV,
+    STORAGE_URL_ENV,
+    bis_home,
+    start_embedded,
+)
+
+API_BASE_URL_ENV = "BIS_API_BASE_URL"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bis-assets", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="sync the demo stores headless, print a summary")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the notification figures")
+    ui = commands.add_parser("ui", help="the demo stores in the Dagster UI (dagster dev)")
+    ui.add_argument("--port", type=int, default=3000, help="port of the Dagster UI")
+    ui.add_argument("--seed", type=int, default=0, help="seed of the notification figures")
+    arguments = parser.parse_args(argv)
+
+    with demo_environment(arguments.seed):
+        if arguments.command == "demo":
+            from bis_assets.demo import run_demo
+
+            return run_demo()
+        return _run_dagster_dev(arguments.port)
+
+
+@contextmanager
+def demo_environment(seed: int) -> Iterator[None]:
+    """Databases, Dagster home, and our API server serving the demo stores.
+
+    Starts the embedded PostgreSQL unless ``BIS_DATABASE_URL`` is set, and
+    stops it on the way out only if it started it here.
+    """
+    with ExitStack() as stack:
+        _set_dagster_home()
+        if not os.environ.get(DATABASE_URL_ENV):
+            server_was_running = (bis_home() / "pgdata" / "postmaster.pid").exists()
+            embedded = start_embedded()
+            if not server_was_running:
+                stack.callback(embedded.stop)
+            _set_env(DATABASE_URL_ENV, embedded.warehouse_url, stack)
+            _set_env(STORAGE_URL_ENV, embedded.storage_url, stack)
+        elif not os.environ.get(STORAGE_URL_ENV):
+            storage = os.environ[DATABASE_URL_ENV].replace(
+                "postgresql://", "postgresql+psycopg2://", 1
+            )
+            _set_env(STORAGE_URL_ENV, storage, stack)
+
+        api = stack.enter_context(BackInStockServer())
+        _set_env(API_BASE_URL_ENV, api.base_url, stack)
+        if not os.environ.get(ACCOUNTS_FILE_ENV):
+            _set_env(ACCOUNTS_FILE_ENV, str(DEMO_ACCOUNTS_FILE), stack)
+        for account in load_accounts(Path(os.environ[ACCOUNTS_FILE_ENV])).values():
+            # Fresh fake tokens each run: our server is the only one that knows them.
+            token = secrets.token_hex(16)
+            api.add_account(token, storefront_rows(account.id, seed), name=account.id)
+            _set_env(account.token_env, token, stack)
+        yield
+
+
+def _set_dagster_home() -> None:
+    if os.environ.get("DAGSTER_HOME"):
+        return
+    if not Path("dagster.yaml").is_file():
+        raise SystemExit(
+            "bis-assets: DAGSTER_HOME is not set and there is no dagster.yaml here; "
+            "run from the project folder or set DAGSTER_HOME"
+        )
+    os.environ["DAGSTER_HOME"] = str(Path.cwd())
+
+
+def _set_env(name: str, value: str, stack: ExitStack) -> None:
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    stack.callback(_restore_env, name, previous)
+
+
+def _restore_env(name: str, previous: str | None) -> None:
+    if previous is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = previous
+
+
+def _run_dagster_dev(port: int) -> int:
+    command = [
+        sys.executable, "-m", "dagster", "dev",
+        "-m", "bis_assets.definitions", "-h", "127.0.0.1", "-p", str(port),
+    ]
+    print(f"bis-assets: Dagster UI on http://127.0.0.1:{port} (Ctrl-C stops it)", flush=True)
+    try:
+        return subprocess.call(command)
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
