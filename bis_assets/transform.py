@@ -163,16 +163,19 @@ def _text(raw: pd.Series, column: Column) -> pd.Series:
 
 def _integers(raw: pd.Series, column: Column) -> pd.Series:
     dtype = INTEGER_DTYPES[column.sql_type]
-    bound = INTEGER_BOUNDS[column.sql_type]
-    is_int = raw.map(lambda value: type(value) is int)
-    if is_int.all():
-        exact = raw
-    else:
-        # Rare: ids as text or as 1.0; anything not a whole number is invalid.
-        exact = raw.map(_whole_number)
-    in_range = exact.map(lambda value: value is not None and -bound - 1 <= value <= bound)
+    values = raw.tolist()
+    if all(type(value) is int or value is None for value in values):
+        try:
+            return pd.Series(pd.array(values, dtype=dtype), index=raw.index)
+        except (OverflowError, TypeError, ValueError):
+            pass  # some value is out of range: sort them out one by one below
 
-    return pd.Series(exact.where(in_range, None).tolist(), dtype=dtype)
+    # Python lists, not Series.map: a map would infer float64 and round big ids.
+    bound = INTEGER_BOUNDS[column.sql_type]
+    exact = [_whole_number(value) for value in values]
+    in_range = [None if v is None or not -bound - 1 <= v <= bound else v for v in exact]
+
+    return pd.Series(pd.array(in_range, dtype=dtype), index=raw.index)
 
 
 def _whole_number(value: Any) -> int | None:

@@ -219,7 +219,7 @@ def test_sort_orders_rows_stably(server, outdoor_rows, field, order):
 
     assert len(rows) == len(outdoor_rows)
     keys = [(row[field] is not None, row[field] or 0) for row in rows]
-    for (key, row), (next_key, next_row) in itertools.pairwise(zip(keys, rows)):
+    for (key, row), (next_key, next_row) in itertools.pairwise(zip(keys, rows, strict=True)):
         assert key <= next_key if order == "asc" else key >= next_key
         if key == next_key:  # ties keep catalog order
             assert by_variant[row["variant_no"]] < by_variant[next_row["variant_no"]]
@@ -240,6 +240,12 @@ def test_bad_parameters_are_400(server, params):
 
     assert answer.status_code == 400
     assert "error" in answer.json()
+
+
+def test_other_paths_are_404(server):
+    answer = requests.get(f"{server.base_url}/api/products", auth=(TOKEN, ""), timeout=5)
+
+    assert (answer.status_code, answer.json()) == (404, {"error": "Not Found"})
 
 
 def test_page_past_the_end_is_empty(server):
@@ -307,6 +313,16 @@ def test_scripted_answers_by_page(server):
     assert (third.status_code, third.json()) == (500, {"error": "boom"})
     assert time.monotonic() - started >= 0.1
     assert fetch(server, page=4).json() == []
+
+
+def test_bare_status_script_and_unscripted_account(server):
+    server.script("fresh-token", [{"page": 1, "status": 401}])
+
+    answer = fetch(server, token="fresh-token")
+
+    assert (answer.status_code, answer.json()) == (401, {"error": "Unauthorized"})
+    assert fetch(server, token="fresh-token", page=2).json() == []
+    assert fetch(server).status_code == 200
 
 
 def test_repeated_script_pages_answer_in_turn(server):

@@ -148,8 +148,25 @@ def _report_row(
     unit_price: str | None,
     chance: Chance,
 ) -> dict:
-    """Assemble one row in the API's field order, adding notification figures."""
-    unsent, sent, last_added_at, last_sent_at = _notification_figures(chance)
+    """Assemble one row in the API's field order, with notification figures.
+
+    Most variants have a handful of requests, about 3% are very popular and
+    a fifth have none at all, hence no times either.
+    """
+    unsent = sent = 0
+    last_added_at = last_sent_at = None
+    roll = chance()
+
+    if roll >= 0.2:
+        popularity = 40 if roll > 0.976 else 1
+        unsent = int(-25 * math.log(1.0 - chance())) * popularity
+        if chance() < 0.6:
+            sent = int(-15 * math.log(1.0 - chance())) * popularity
+            last_sent_at = _timestamp(chance) if sent else None
+        if unsent + sent == 0:
+            unsent = 1  # the variant has had a request: count it
+        last_added_at = _timestamp(chance)
+
     return {
         "sku": sku,
         "product_id": product_id,
@@ -169,25 +186,6 @@ def _description(product_title: str, variant_title: str | None) -> str:
     if not variant_title or variant_title == "Default Title":
         return product_title
     return f"{product_title} {variant_title}"
-
-
-def _notification_figures(chance: Chance) -> tuple:
-    """Unsent and sent counts plus last added/sent times (None when none)."""
-    roll = chance()
-    if roll < 0.2:
-        return 0, 0, None, None
-
-    # Most variants have a handful of requests; about 3% are very popular.
-    popularity = 40 if roll > 0.976 else 1
-    unsent = int(-25 * math.log(1.0 - chance())) * popularity
-    has_sent = chance() < 0.6
-    sent = int(-15 * math.log(1.0 - chance())) * popularity if has_sent else 0
-    if unsent + sent == 0:
-        unsent = 1
-
-    last_added_at = _timestamp(chance)
-    last_sent_at = _timestamp(chance) if sent else None
-    return unsent, sent, last_added_at, last_sent_at
 
 
 def _timestamp(chance: Chance) -> str:

@@ -18,15 +18,14 @@ SORT_FIELDS = (
     "notification_last_added_at", "notification_last_sent_at",
     "notifications_count", "sent_notifications_count", "unsent_notifications_count",
 )
-ORDERS = ("asc", "desc")
 DEFAULT_PER_PAGE = 50
 JSON_TYPE = "application/json; charset=utf-8"
-MAX_STALL_SECONDS = 120.0  # no hang or delay outlives this, even if asked to
+MAX_STALL_SECONDS = 120.0  # no hang or delay outlives this, whatever was asked
 
 
 @dataclasses.dataclass
 class Fault:
-    """A one-shot misbehaviour for the next ``times`` matching requests.
+    """A misbehaviour for the next ``times`` matching requests.
 
     ``hang`` stalls before any byte is sent; ``delay`` sends the headers, then
     stalls before the body. Status 200 without ``body`` serves the normal
@@ -47,12 +46,12 @@ class Fault:
 
 @dataclasses.dataclass(frozen=True)
 class RequestRecord:
-    """One answered request; holds the account name, never the token."""
+    """One request as answered; holds the account name, never the token."""
 
     time: float
     page: int | None
     per_page: int | None
-    status: int | None  # None: nothing was sent (reset or server stopped)
+    status: int | None  # None: nothing was sent (reset, or the server stopped)
     account: str | None
 
 
@@ -81,43 +80,34 @@ def _token_key(token: str) -> str:
 
 
 def _parse_query(query: str) -> _Query:
-    """Read paging, search and sort parameters; note the first bad one."""
+    """Read paging, search and sort parameters, noting a bad one."""
     params = {name: values[0] for name, values in parse_qs(query).items()}
     parsed = _Query(q=params.get("q", ""), sort=params.get("sort"))
     parsed.order = params.get("order", "asc")
 
     for name in ("page", "per_page"):
-        if name not in params:
-            continue
-        try:
-            value = int(params[name])
-        except ValueError:
-            value = None
-        setattr(parsed, name, value)
-        if value is None or value < 1:
-            parsed.error = f"{name} must be a positive integer"
+        if name in params:
+            value = int(params[name]) if params[name].isdecimal() else None
+            setattr(parsed, name, value)
+            if not value:
+                parsed.error = f"{name} must be a positive integer"
 
     if parsed.sort is not None and parsed.sort not in SORT_FIELDS:
         parsed.error = f"sort must be one of {', '.join(SORT_FIELDS)}"
-    if parsed.order not in ORDERS:
+    if parsed.order not in ("asc", "desc"):
         parsed.error = "order must be asc or desc"
     return parsed
 
 
-def _error_text(status: int) -> str:
-    """A small JSON error body naming the status, e.g. {"error": "Not Found"}."""
+def _error_text(status: int, message: str | None = None) -> str:
+    """A small JSON error body, e.g. {"error": "Not Found"}."""
     if status in (204, 304):  # these must not carry a body
         return ""
     try:
-        reason = HTTPStatus(status).phrase
+        message = message or HTTPStatus(status).phrase
     except ValueError:  # absurd statuses are welcome in fault injection
-        reason = "Error"
-    return json.dumps({"error": reason})
-
-
-def _sort_key(field: str):
-    # Missing values sort before every real value, like NULLs first in asc.
-    return lambda row: (row.get(field) is not None, row.get(field) or 0)
+        message = "Error"
+    return json.dumps({"error": message})
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -141,11 +131,13 @@ class _Handler(BaseHTTPRequestHandler):
         started = time.monotonic()
         query = _parse_query(urlsplit(self.path).query)
         account = app._account_for(self.headers.get("Authorization"))
+
         try:
             status = self._serve(app, query, account)
         except OSError:  # the client went away mid-answer
             self.close_connection = True
             status = None
+
         name = account.name if account else None
         app._record(RequestRecord(started, query.page, query.per_page, status, name))
 
@@ -153,29 +145,26 @@ class _Handler(BaseHTTPRequestHandler):
         if not app._pause(app.latency):
             return self._drop()
         if urlsplit(self.path).path.rstrip("/") != VARIANTS_PATH:
-            return self._send_json(404, {"error": "Not Found"})
-
+            return self._send_error(404)
         if account is None:
             challenge = {"WWW-Authenticate": 'Basic realm="Back In Stock"'}
-            return self._send_json(401, {"error": "Unauthorized"}, challenge)
+            return self._send_error(401, headers=challenge)
         if not account.plan_ok:
-            message = "The API is only available on the Medium plan or above"
-            return self._send_json(403, {"error": message})
+            return self._send_error(403, "The API needs the Medium plan or above")
         if query.error:
-            return self._send_json(400, {"error": query.error})
+            return self._send_error(400, query.error)
 
-        fault = app._take_fault(query.page, account.name)
-        if fault and (fault.reset or fault.body is not None or fault.status != 200):
+        fault = app._take_fault(query.page, account.name) or Fault(status=200)
+        if fault.reset or fault.body is not None or fault.status != 200:
             return self._send_fault(app, fault)
-        if fault and not app._pause(fault.hang):
+        if not app._pause(fault.hang):
             return self._drop()
-        delay = fault.delay if fault else 0.0
 
         if account.script is not None:
-            return self._send_scripted(app, account, query.page, delay)
-        page_rows = app._page_rows(account, query)
-        body = json.dumps(page_rows, ensure_ascii=False, separators=(",", ":"))
-        return self._send(200, body.encode("utf-8"), JSON_TYPE, delay=delay)
+            return self._send_scripted(app, account, query.page, fault.delay)
+        rows = app._page_rows(account, query)
+        body = json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
+        return self._send(200, body.encode("utf-8"), JSON_TYPE, delay=fault.delay)
 
     def _send_fault(self, app, fault: Fault) -> int | None:
         if not app._pause(fault.hang):
@@ -205,8 +194,10 @@ class _Handler(BaseHTTPRequestHandler):
         return self._send(status, text.encode("utf-8"), content_type,
                           entry.get("headers"), delay)
 
-    def _send_json(self, status: int, value, headers: dict | None = None) -> int:
-        return self._send(status, json.dumps(value).encode("utf-8"), JSON_TYPE, headers)
+    def _send_error(self, status: int, message: str | None = None,
+                    headers: dict | None = None) -> int | None:
+        body = _error_text(status, message).encode("utf-8")
+        return self._send(status, body, JSON_TYPE, headers)
 
     def _send(self, status: int, body: bytes, content_type: str,
               headers: dict | None = None, delay: float = 0.0) -> int | None:
@@ -235,7 +226,12 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class BackInStockServer:
-    """The Back In Stock ``/api/variants`` endpoint on 127.0.0.1, in a thread."""
+    """The Back In Stock ``/api/variants`` endpoint on 127.0.0.1, in a thread.
+
+    ``latency``, ``max_per_page``, ``repeat_last_page`` (a page past the end
+    repeats the last one) and ``ignore_page`` (always page 1) may be set at
+    any time.
+    """
 
     def __init__(self, port: int = 0, *, max_per_page: int = 250,
                  latency: float = 0.0) -> None:
@@ -264,6 +260,7 @@ class BackInStockServer:
         self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), _Handler)
         self._httpd.app = self
         self.port = self._httpd.server_address[1]
+
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
             name=f"bis-api-server-{self.port}", daemon=True)
@@ -271,7 +268,7 @@ class BackInStockServer:
         return self
 
     def stop(self) -> None:
-        """Stop serving, cutting short any stalled answer and open connection."""
+        """Stop serving, cutting short stalled answers and open connections."""
         if self._httpd is None:
             return
 
@@ -283,7 +280,7 @@ class BackInStockServer:
             try:
                 connection.shutdown(socket.SHUT_RDWR)
             except OSError:
-                pass  # already closed by its handler
+                pass  # its handler closed it already
 
         self._httpd.server_close()
         self._thread.join(timeout=2)
@@ -306,14 +303,14 @@ class BackInStockServer:
         """Replace a store's rows, even while a client is paging through them."""
         with self._lock:
             account = self._accounts[_token_key(token)]
-            account.rows = list(rows)
-            account.views = {}
+            account.rows, account.views = list(rows), {}
 
     def script(self, token: str, responses: list[dict] | None) -> None:
-        """Answer by page from ``responses`` ({"page", "body"|"text", ...}).
+        """Answer by page from ``responses``; ``None`` serves the rows again.
 
-        Several entries for one page are served in turn, the last repeating.
-        Unscripted pages answer ``[]``; ``None`` goes back to serving rows.
+        Entries are ``{"page", "body"}`` or ``{"page", "status", "content_type",
+        "text"}``, with optional ``headers`` and ``delay``. Several entries for
+        one page answer in turn, the last one repeating; other pages get [].
         """
         by_page: dict[int, list[dict]] = {}
         for entry in responses or []:
@@ -338,7 +335,7 @@ class BackInStockServer:
 
     @property
     def request_count(self) -> int:
-        """How many requests have been answered (or dropped) so far."""
+        """How many requests were answered (or dropped) so far."""
         with self._lock:
             return len(self._log)
 
@@ -379,14 +376,11 @@ class BackInStockServer:
     def _take_fault(self, page: int | None, account_name: str) -> Fault | None:
         with self._lock:
             for fault in self._faults:
-                if fault.page not in (None, page):
-                    continue
-                if fault.account not in (None, account_name):
-                    continue
-                fault.times -= 1
-                if fault.times <= 0:
-                    self._faults.remove(fault)
-                return fault
+                if fault.page in (None, page) and fault.account in (None, account_name):
+                    fault.times -= 1
+                    if fault.times <= 0:
+                        self._faults.remove(fault)
+                    return fault
         return None
 
     def _next_scripted(self, account: _Account, page: int) -> dict | None:
@@ -420,10 +414,13 @@ class BackInStockServer:
         if needle:
             view = [row for row in view if needle in (row.get("sku") or "").lower()]
         if sort:
-            view = sorted(view, key=_sort_key(sort), reverse=order == "desc")
+            # Missing values sort before all others, as NULLs first when asc.
+            view = sorted(view, key=lambda row: (row.get(sort) is not None,
+                                                 row.get(sort) or 0),
+                          reverse=order == "desc")
 
         with self._lock:
-            if account.rows is rows:  # skip caching if rows moved meanwhile
+            if account.rows is rows:  # rows moved meanwhile: don't cache stale
                 if len(account.views) >= 16:
                     account.views.clear()
                 account.views[key] = view
