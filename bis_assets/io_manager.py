@@ -1,12 +1,10 @@
 """A Dagster IO manager that upserts the notifications frame into PostgreSQL."""
 
-from datetime import UTC, datetime
-
 import pandas as pd
 from dagster import ConfigurableIOManager, InputContext, OutputContext
 from pydantic import Field
 
-from bis_assets.columns import ACCOUNT_COLUMN, SYNCED_AT_COLUMN
+from bis_assets.columns import ACCOUNT_COLUMN
 from bis_assets.errors import WarehouseError
 from bis_assets.resources import WarehouseResource
 from bis_assets.warehouse import ensure_table, load, read_accounts
@@ -32,7 +30,6 @@ class PostgresNotificationsIOManager(ConfigurableIOManager):
             raise WarehouseError(
                 sorted(strangers)[0], f"rows handed over outside the run's partitions {accounts}"
             )
-        synced_at = obj[SYNCED_AT_COLUMN].max() if len(obj) else datetime.now(UTC)
 
         with self.warehouse.connect() as connection:
             ensure_table(connection, self.warehouse.table)
@@ -41,7 +38,6 @@ class PostgresNotificationsIOManager(ConfigurableIOManager):
                 self.warehouse.table,
                 obj,
                 complete_accounts=accounts,
-                synced_at=synced_at,
                 max_deleted_share=self.max_deleted_share,
             )
 

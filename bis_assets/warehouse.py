@@ -12,7 +12,7 @@ import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,7 @@ from bis_assets.columns import (
     FRAME_COLUMNS,
     KEY_COLUMNS,
     SYNC_KEY_COLUMN,
+    SYNCED_AT_COLUMN,
     TABLE_COLUMNS,
     Column,
     column_names,
@@ -167,14 +168,14 @@ def load(
     table: TableName,
     frame: pd.DataFrame,
     complete_accounts: Sequence[str] = (),
-    synced_at: datetime | None = None,
     max_deleted_share: float = 1.0,
 ) -> LoadCounts:
     """Upsert ``frame`` in one transaction; commit all of it or none.
 
-    Rows of ``complete_accounts`` that the frame lacks are marked deleted at
-    ``synced_at``, unless that would mark more than ``max_deleted_share`` of
-    an account's current rows: then nothing is committed.
+    Rows of ``complete_accounts`` that the frame lacks are marked deleted as
+    of the frame's ``__synced_at``, unless that would mark more than
+    ``max_deleted_share`` of an account's current rows: then nothing is
+    committed.
     """
     _check_unique_keys(frame)
     accounts = sorted(set(frame[ACCOUNT_COLUMN]) | set(complete_accounts))
@@ -185,6 +186,7 @@ def load(
         inserted, updated = _upsert_from_staging(cursor, table)
         marked = 0
         if complete_accounts:
+            synced_at = frame[SYNCED_AT_COLUMN].max() if len(frame) else datetime.now(UTC)
             marked = _mark_deleted(
                 cursor, table, complete_accounts, synced_at, max_deleted_share
             )
@@ -272,7 +274,7 @@ def _mark_deleted(
     cursor: psycopg2.extensions.cursor,
     table: TableName,
     accounts: Sequence[str],
-    synced_at: datetime | None,
+    synced_at: datetime,
     max_share: float,
 ) -> int:
     """Mark the accounts' rows this complete sync did not return; refuse a wipe."""

@@ -128,20 +128,27 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         app: BackInStockServer = self.server.app
-        started = time.monotonic()
         query = _parse_query(urlsplit(self.path).query)
         account = app._account_for(self.headers.get("Authorization"))
+        self._unlogged = RequestRecord(
+            time.monotonic(), query.page, query.per_page, None,
+            account.name if account else None)
 
         try:
-            status = self._serve(app, query, account)
+            self._serve(app, query, account)
         except OSError:  # the client went away mid-answer
             self.close_connection = True
-            status = None
+        self._log(None)  # nothing was sent, unless logged already
 
-        name = account.name if account else None
-        app._record(RequestRecord(started, query.page, query.per_page, status, name))
+    def _log(self, status: int | None) -> None:
+        # Logged before the last bytes go out, so a client that has its
+        # answer always finds the request in the log.
+        if self._unlogged is not None:
+            record = dataclasses.replace(self._unlogged, status=status)
+            self.server.app._record(record)
+            self._unlogged = None
 
-    def _serve(self, app, query: _Query, account: _Account | None) -> int | None:
+    def _serve(self, app, query: _Query, account: _Account | None) -> None:
         if not app._pause(app.latency):
             return self._drop()
         if urlsplit(self.path).path.rstrip("/") != VARIANTS_PATH:
@@ -166,7 +173,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
         return self._send(200, body.encode("utf-8"), JSON_TYPE, delay=fault.delay)
 
-    def _send_fault(self, app, fault: Fault) -> int | None:
+    def _send_fault(self, app, fault: Fault) -> None:
         if not app._pause(fault.hang):
             return self._drop()
         if fault.reset:
@@ -178,7 +185,7 @@ class _Handler(BaseHTTPRequestHandler):
                           headers, fault.delay)
 
     def _send_scripted(self, app, account: _Account, page: int,
-                       delay: float) -> int | None:
+                       delay: float) -> None:
         entry = app._next_scripted(account, page) or {"body": []}
         if not app._pause(entry.get("delay", 0.0)):
             return self._drop()
@@ -195,12 +202,12 @@ class _Handler(BaseHTTPRequestHandler):
                           entry.get("headers"), delay)
 
     def _send_error(self, status: int, message: str | None = None,
-                    headers: dict | None = None) -> int | None:
+                    headers: dict | None = None) -> None:
         body = _error_text(status, message).encode("utf-8")
         return self._send(status, body, JSON_TYPE, headers)
 
     def _send(self, status: int, body: bytes, content_type: str,
-              headers: dict | None = None, delay: float = 0.0) -> int | None:
+              headers: dict | None = None, delay: float = 0.0) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -210,14 +217,15 @@ class _Handler(BaseHTTPRequestHandler):
 
         if not self.server.app._pause(delay):
             return self._drop()
+        self._log(status)
         self.wfile.write(body)
-        return status
 
     def _drop(self) -> None:
         self.close_connection = True
 
     def _reset_connection(self) -> None:
         # Linger 0 makes close() send RST; closing rfile first lets it really close.
+        self._log(None)
         linger_off = struct.pack("ii", 1, 0)
         self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger_off)
         self.rfile.close()
