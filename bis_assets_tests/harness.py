@@ -9,6 +9,7 @@ from typing import Any
 import psycopg2
 import pytest
 from dagster import DagsterInstance, ExecuteInProcessResult, materialize
+from psycopg2 import sql
 
 from bis_assets.api_server import BackInStockServer
 from bis_assets.assets import back_in_stock_notifications
@@ -45,13 +46,21 @@ class SyncHarness:
     api_settings: dict[str, Any] = field(default_factory=dict)
     _accounts: dict[str, str] = field(default_factory=dict)
 
+    _tokens: dict[str, str] = field(default_factory=dict)
+
     def token(self, account_id: str) -> str:
-        return f"tok-{account_id}-secret"
+        return self._tokens.setdefault(account_id, f"tok-{account_id}-secret")
 
     def add_account(
-        self, account_id: str, rows: Iterable[dict] = (), responses: list | None = None
+        self,
+        account_id: str,
+        rows: Iterable[dict] = (),
+        responses: list | None = None,
+        token: str | None = None,
     ) -> None:
         """Serve ``rows`` (or scripted ``responses``) as ``account_id``."""
+        if token:
+            self._tokens[account_id] = token
         token = self.token(account_id)
         if account_id not in self._accounts:
             self.server.add_account(token, list(rows), name=account_id)
@@ -99,6 +108,12 @@ class SyncHarness:
             **partition,
         )
 
+    def failure(self, result: ExecuteInProcessResult) -> str:
+        """The failed step's error with its causes, as a person reads it in the UI."""
+        (failure,) = [event for event in result.all_events if event.is_step_failure]
+
+        return failure.step_failure_data.error.to_string()
+
     def rows(self, account_id: str | None = None, order: str = "__sync_key") -> list[dict]:
         """The stored rows (of one account, or all), as dicts, ordered by ``order``."""
         return table_rows(self.database_url, account_id, order)
@@ -115,12 +130,12 @@ def table_rows(
             cursor.execute("SELECT to_regclass('back_in_stock.notifications')")
             if cursor.fetchone()[0] is None:
                 return []
-            cursor.execute(
+            statement = sql.SQL(
                 "SELECT * FROM back_in_stock.notifications "
                 "WHERE %(account)s::text IS NULL OR _account_id = %(account)s "
-                f"ORDER BY _account_id, {order}",  # noqa: S608 - a test's own column name
-                {"account": account_id},
-            )
+                "ORDER BY _account_id, {}"
+            ).format(sql.Identifier(order))
+            cursor.execute(statement, {"account": account_id})
             names = [column.name for column in cursor.description]
             return [dict(zip(names, record, strict=True)) for record in cursor.fetchall()]
     finally:
