@@ -5,7 +5,7 @@ import os
 from dagster import Definitions
 
 from bis_assets.assets import back_in_stock_notifications
-from bis_assets.checks import sync_key_matches_columns, sync_key_present_and_unique
+from bis_assets.checks import NOTIFICATIONS_CHECKS
 from bis_assets.client import DEFAULT_BASE_URL
 from bis_assets.io_manager import PostgresNotificationsIOManager
 from bis_assets.jobs import sync_job
@@ -15,7 +15,7 @@ warehouse = WarehouseResource()
 
 defs = Definitions(
     assets=[back_in_stock_notifications],
-    asset_checks=[sync_key_present_and_unique, sync_key_matches_columns],
+    asset_checks=list(NOTIFICATIONS_CHECKS),
     jobs=[sync_job],
     resources={
         "back_in_stock": BackInStockResource(
