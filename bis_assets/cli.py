@@ -8,6 +8,7 @@ summary per account; ``bis-assets ui`` opens the same setup in the Dagster UI.
 import argparse
 import os
 import secrets
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -36,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     ui.add_argument("--port", type=int, default=3000, help="port of the Dagster UI")
     ui.add_argument("--seed", type=int, default=0, help="seed of the notification figures")
     arguments = parser.parse_args(argv)
+    # A SIGTERM unwinds like Ctrl-C, so the servers started here are stopped.
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
 
     with demo_environment(arguments.seed):
         if arguments.command == "demo":
@@ -103,15 +106,25 @@ def _restore_env(name: str, previous: str | None) -> None:
         os.environ[name] = previous
 
 
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _run_dagster_dev(port: int) -> int:
     command = [
         sys.executable, "-m", "dagster", "dev",
         "-m", "bis_assets.definitions", "-h", "127.0.0.1", "-p", str(port),
     ]
     print(f"bis-assets: Dagster UI on http://127.0.0.1:{port} (Ctrl-C stops it)", flush=True)
+    dagster_dev = subprocess.Popen(command)
     try:
-        return subprocess.call(command)
+        return dagster_dev.wait()
     except KeyboardInterrupt:
+        dagster_dev.send_signal(signal.SIGINT)  # dagster dev shuts down its children
+        try:
+            dagster_dev.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            dagster_dev.kill()
         return 0
 
 
