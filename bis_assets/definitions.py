@@ -10,6 +10,8 @@ from bis_assets.client import DEFAULT_BASE_URL
 from bis_assets.io_manager import PostgresNotificationsIOManager
 from bis_assets.jobs import sync_job
 from bis_assets.resources import AccountsResource, BackInStockResource, WarehouseResource
+from bis_assets.schedules import daily_sync_schedule
+from bis_assets.sensors import ALL_SENSORS
 
 warehouse = WarehouseResource()
 
@@ -17,6 +19,8 @@ defs = Definitions(
     assets=[back_in_stock_notifications],
     asset_checks=list(NOTIFICATIONS_CHECKS),
     jobs=[sync_job],
+    schedules=[daily_sync_schedule],
+    sensors=list(ALL_SENSORS),
     resources={
         "back_in_stock": BackInStockResource(
             base_url=os.environ.get("BIS_API_BASE_URL", DEFAULT_BASE_URL)

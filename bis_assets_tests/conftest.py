@@ -32,7 +32,11 @@ def _machine_postgres_answers() -> bool:
 def embedded_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server = start_embedded(tmp_path_factory.mktemp("embedded"))
     yield server.url("postgres")
-    server.stop()
+
+    # pytest prunes old temporary folders; a concurrent session may have
+    # removed this one, and its server with it.
+    if (server.pgdata / "postmaster.pid").exists():
+        server.stop()
 
 
 @pytest.fixture(scope="session", params=["embedded", "machine"])

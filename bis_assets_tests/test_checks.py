@@ -5,18 +5,18 @@ import copy
 import psycopg2
 from dagster import (
     AssetCheckEvaluation,
+    AssetCheckKey,
     AssetCheckSeverity,
     AssetSelection,
+    Definitions,
     ExecuteInProcessResult,
+    define_asset_job,
     materialize,
 )
 
 from bis_assets.assets import back_in_stock_notifications
-from bis_assets.checks import (
-    MAX_VANISHED_SHARE,
-    NOTIFICATIONS_CHECKS,
-    sync_key_present_and_unique,
-)
+from bis_assets.checks import MAX_VANISHED_SHARE, NOTIFICATIONS_CHECKS
+from bis_assets.partitions import account_partitions
 from bis_assets_tests.harness import SyncHarness, case, case_rows
 
 COLLIDING_KEY = "82dcd69cce5227c5ea8a7192624f1ea6"
@@ -31,15 +31,34 @@ EVERY_CHECK = {
 }
 
 
-def run(
-    harness: SyncHarness, account_id: str, selection: AssetSelection | None = None
-) -> ExecuteInProcessResult:
-    """Sync ``account_id`` with every check, or run only ``selection``."""
+def run(harness: SyncHarness, account_id: str) -> ExecuteInProcessResult:
+    """Sync ``account_id`` in one run with every check."""
     return materialize(
         [back_in_stock_notifications, *NOTIFICATIONS_CHECKS],
-        selection=selection,
         partition_key=account_id,
         resources=harness.resources(),
+        instance=harness.instance,
+        raise_on_error=False,
+    )
+
+
+def run_checks(harness: SyncHarness, account_id: str, *names: str) -> ExecuteInProcessResult:
+    """Run only the named checks on the account, as "Execute checks" does in the UI."""
+    keys = [AssetCheckKey(back_in_stock_notifications.key, name) for name in names]
+    job = define_asset_job(
+        "checks_only", selection=AssetSelection.checks(*keys), partitions_def=account_partitions
+    )
+    definitions = Definitions(
+        assets=[back_in_stock_notifications],
+        asset_checks=list(NOTIFICATIONS_CHECKS),
+        jobs=[job],
+        resources=harness.resources(),
+    )
+
+    # A job of checks alone has no asset to take a partitions definition from,
+    # so the partition is given as the run tag the UI sets.
+    return definitions.resolve_job_def(job.name).execute_in_process(
+        tags={"dagster/partition": account_id},
         instance=harness.instance,
         raise_on_error=False,
     )
@@ -95,13 +114,13 @@ def test_check_sees_only_its_partition(harness: SyncHarness) -> None:
     )
     plant_copy_of_row(harness.database_url, key, "acct_b")
     plant_copy_of_row(harness.database_url, key, "acct_b")
-    uniqueness = AssetSelection.checks(sync_key_present_and_unique)
+    unique = "sync_key_present_and_unique"
 
-    other_partition = evaluations(run(harness, "acct_a", uniqueness))
-    assert other_partition["sync_key_present_and_unique"].passed
+    other_partition = evaluations(run_checks(harness, "acct_a", unique))
+    assert other_partition[unique].passed
 
     plant_copy_of_row(harness.database_url, key, "acct_a")
-    planted = evaluations(run(harness, "acct_a", uniqueness))["sync_key_present_and_unique"]
+    planted = evaluations(run_checks(harness, "acct_a", unique))[unique]
 
     assert not planted.passed
     assert planted.severity == AssetCheckSeverity.ERROR
@@ -169,10 +188,7 @@ def test_row_count_check_fails_when_the_table_lost_rows(harness: SyncHarness) ->
 
     execute(harness.database_url, "DELETE FROM back_in_stock.notifications WHERE sku = %s",
             ("bullseye-02",))
-    only_counts = AssetSelection.checks(
-        *[key for key in NOTIFICATIONS_CHECKS[2].check_keys if key.name == "row_count_matches_sync"]
-    )
-    check = evaluations(run(harness, "acct_a", only_counts))
+    check = evaluations(run_checks(harness, "acct_a", "row_count_matches_sync"))
 
     assert set(check) == {"row_count_matches_sync"}
     counted = check["row_count_matches_sync"]

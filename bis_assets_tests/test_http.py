@@ -2,6 +2,7 @@
 
 import base64
 import email.utils
+import logging
 import time
 
 import pytest
@@ -102,7 +103,8 @@ def test_silent_server(waits):
     assert time.monotonic() - started < 3.5
 
 
-def test_token_never_leaks(harness, capfd):
+def test_token_never_leaks(harness, capfd, caplog):
+    caplog.set_level(logging.DEBUG)
     given = case("token-never-leaks")
     harness.add_account("acct_a", responses=given["responses"], token=given["token"])
     secrets = ["tok_FAKE123", base64.b64encode(b"tok_FAKE123:").decode()]
@@ -120,6 +122,7 @@ def test_token_never_leaks(harness, capfd):
     captured = capfd.readouterr()
     everywhere = "\n".join(
         [error, repr(records), repr(materializations), captured.out, captured.err]
+        + [record.getMessage() for record in caplog.records]
     )
     assert "acct_a" in everywhere
     for secret in secrets:
