@@ -183,10 +183,9 @@ class BackInStockClient:
         session = requests.Session()
         session.mount("http://", adapter)
         session.mount("https://", adapter)
+        # With auth set, requests never reads ~/.netrc; proxies still come from
+        # the environment, as users behind one expect.
         session.auth = (token, "")
-        # Never pick up credentials from ~/.netrc or proxies from the environment
-        # behind the user's back: the token is the account's alone.
-        session.trust_env = False
 
         return session
 

@@ -6,11 +6,11 @@ and URLs are shown with any user information removed.
 
 
 class SyncError(Exception):
-    """Base of every error raised by bis-assets for one account."""
+    """Base of every error raised by bis-assets; names the account it concerns."""
 
-    def __init__(self, account_id: str, message: str) -> None:
+    def __init__(self, account_id: str | None, message: str) -> None:
         self.account_id = account_id
-        super().__init__(f"account {account_id!r}: {message}")
+        super().__init__(f"account {account_id!r}: {message}" if account_id else message)
 
 
 class ApiError(SyncError):

@@ -65,6 +65,6 @@ class PostgresNotificationsIOManager(ConfigurableIOManager):
 
 def _accounts_of(context: InputContext | OutputContext) -> list[str]:
     if not context.has_asset_partitions:
-        raise WarehouseError("*", "the notifications asset must be partitioned by account")
+        raise WarehouseError(None, "the notifications asset must be partitioned by account")
 
     return sorted(context.asset_partition_keys)

@@ -93,19 +93,17 @@ def ensure_table(connection: psycopg2.extensions.connection, table: TableName) -
 
     Two first syncs may start at once on an empty database; an advisory lock
     makes one create while the other waits, instead of both racing on the
-    catalog and one failing.
+    catalog and one failing. An existing table is only inspected: no DDL, so
+    no lock that would queue behind readers.
     """
     with connection, connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s, 0)", (_LOCK_NAMESPACE,))
-        cursor.execute(
-            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(table.schema))
-        )
-        cursor.execute(_create_table_sql(table))
-        cursor.execute(
-            sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} timestamptz").format(
-                table.identifier, sql.Identifier(DELETED_AT.name)
+        cursor.execute("SELECT to_regclass(%s)", (table.identifier.as_string(cursor),))
+        if cursor.fetchone()[0] is None:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, 0)", (_LOCK_NAMESPACE,))
+            cursor.execute(
+                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(table.schema))
             )
-        )
+            cursor.execute(_create_table_sql(table))
         _check_table_shape(cursor, table)
 
 
@@ -140,7 +138,7 @@ def _check_table_shape(cursor: psycopg2.extensions.cursor, table: TableName) -> 
     missing = [name for name in column_names(TABLE_COLUMNS) if name not in present]
     if missing:
         raise WarehouseError(
-            "*", f"table {table} exists without columns {missing}; add them or drop the table"
+            None, f"table {table} exists without columns {missing}; add them or drop the table"
         )
 
     cursor.execute(
@@ -152,11 +150,11 @@ def _check_table_shape(cursor: psycopg2.extensions.cursor, table: TableName) -> 
                WHERE a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey))
               = %s::text[]
         """,
-        (sql.Identifier(table.schema, table.table).as_string(cursor), sorted(KEY_COLUMNS)),
+        (table.identifier.as_string(cursor), sorted(KEY_COLUMNS)),
     )
     if cursor.fetchone() is None:
         raise WarehouseError(
-            "*",
+            None,
             f"table {table} has no unique key on ({', '.join(KEY_COLUMNS)}), which the "
             f"upsert needs. Repair: ALTER TABLE {table} ADD PRIMARY KEY "
             f"({', '.join(KEY_COLUMNS)}) after removing duplicate rows",
