@@ -2,7 +2,7 @@
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +19,7 @@ from dagster import (
 
 from bis_assets.client import BackInStockClient
 from bis_assets.columns import TABLE_COLUMNS
+from bis_assets.io_manager import MOVED_ACCOUNTS
 from bis_assets.partitions import account_partitions
 from bis_assets.resources import AccountsResource, BackInStockResource
 from bis_assets.transform import ShapedRows, frame_preview, shape_rows
@@ -52,6 +53,7 @@ def back_in_stock_notifications(
     started = time.monotonic()
     synced_at = datetime.now(UTC)
     results: dict[str, ShapedRows] = {}
+    moved: list[str] = []
     pages = 0
 
     for account_id in context.partition_keys:
@@ -62,6 +64,8 @@ def back_in_stock_notifications(
             rows = _logged_rows(context, client, progress)
             results[account_id] = shape_rows(rows, account.id, account.source_id, synced_at)
             pages += progress.pages
+            if client.fetch_page(1).rows != progress.first_page:
+                moved.append(account_id)
         _warn_about(context, account_id, results[account_id])
         # Each partition's materialization shows its own account's figures,
         # which the asset checks read (see checks.py).
@@ -70,6 +74,12 @@ def back_in_stock_notifications(
         )
 
     frame = pd.concat([result.frame for result in results.values()], ignore_index=True)
+    if moved:
+        context.log.warning(
+            f"accounts {moved}: the report changed while it was read; every row read is "
+            "loaded, but none is marked deleted until a sync reads a steady report"
+        )
+    frame.attrs[MOVED_ACCOUNTS] = moved
 
     return Output(frame, metadata=_metadata(results, pages, frame, time.monotonic() - started))
 
@@ -78,6 +88,7 @@ def back_in_stock_notifications(
 class _Progress:
     pages: int = 0
     rows: int = 0
+    first_page: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _logged_rows(
@@ -87,6 +98,8 @@ def _logged_rows(
     started = time.monotonic()
     for page in client.iter_pages():
         progress.pages += 1
+        if page.number == 1:
+            progress.first_page = page.rows
         progress.rows += len(page.rows)
         context.log.info(
             f"account {client.account_id}: page {page.number}, {len(page.rows)} rows "

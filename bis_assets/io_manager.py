@@ -9,6 +9,10 @@ from bis_assets.errors import WarehouseError
 from bis_assets.resources import WarehouseResource
 from bis_assets.warehouse import ensure_table, load, read_accounts
 
+# Set by the asset on the frame's attrs: accounts whose report moved while it
+# was read. Their rows load, but a missing row there proves nothing.
+MOVED_ACCOUNTS = "bis_assets.moved_accounts"
+
 
 class PostgresNotificationsIOManager(ConfigurableIOManager):
     """Upserts each run's accounts in one transaction and reads them back.
@@ -31,13 +35,14 @@ class PostgresNotificationsIOManager(ConfigurableIOManager):
                 sorted(strangers)[0], f"rows handed over outside the run's partitions {accounts}"
             )
 
+        moved = obj.attrs.get(MOVED_ACCOUNTS, [])
         with self.warehouse.connect() as connection:
             ensure_table(connection, self.warehouse.table)
             counts = load(
                 connection,
                 self.warehouse.table,
                 obj,
-                complete_accounts=accounts,
+                complete_accounts=[a for a in accounts if a not in moved],
                 max_deleted_share=self.max_deleted_share,
             )
 

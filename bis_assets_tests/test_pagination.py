@@ -1,8 +1,11 @@
 """Paging through servers that repeat, cap or shift their pages."""
 
+import threading
+import time
+
 import pytest
 
-from bis_assets.api_server import BackInStockServer
+from bis_assets.api_server import BackInStockServer, Fault
 from bis_assets.api_server.catalog import storefront_rows, synthetic_rows
 from bis_assets.client import BackInStockClient, ClientSettings
 from bis_assets.errors import PaginationError
@@ -14,6 +17,11 @@ def client_for(server: BackInStockServer, rows: list[dict], **settings) -> BackI
     settings = {"backoff_factor": 0.0} | settings
 
     return BackInStockClient("paging", "tok-paging", ClientSettings(server.base_url, **settings))
+
+
+def materialized(result) -> dict:
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    return {key: value.value for key, value in metadata.items()}
 
 
 def all_rows(client: BackInStockClient) -> list[dict]:
@@ -103,3 +111,31 @@ def test_pages_come_out_in_order_with_many_in_flight(api_server):
 
     assert [page.number for page in pages] == list(range(1, 41))
     assert [row for page in pages for row in page.rows] == rows
+
+
+def test_rows_that_move_while_reading_are_never_marked_deleted(harness):
+    rows = synthetic_rows(30, seed=8)
+    harness.add_account("acct_a", rows)
+    harness.api_settings = {"per_page": 10, "max_in_flight": 1}
+    harness.sync("acct_a")
+    harness.server.reset_log()
+    harness.server.inject(Fault(200, page=2, hang=0.5))
+
+    def drop_the_head_after_page_one() -> None:
+        deadline = time.monotonic() + 10
+        while not harness.server.requests and time.monotonic() < deadline:
+            time.sleep(0.005)
+        harness.server.set_rows(harness.token("acct_a"), rows[1:])
+
+    mover = threading.Thread(target=drop_the_head_after_page_one)
+    mover.start()
+    moved = harness.sync("acct_a")
+    mover.join()
+    steady = harness.sync("acct_a")
+
+    assert moved.success and steady.success
+    assert materialized(moved)["rows_fetched"] == 29  # row 10 slid onto page 1, unread
+    assert materialized(moved)["rows_marked_deleted"] == 0
+    assert materialized(steady)["rows_marked_deleted"] == 1
+    deleted = [row["sku"] for row in harness.rows("acct_a") if row["__deleted_at"]]
+    assert deleted == [rows[0]["sku"]]
