@@ -21,7 +21,7 @@ from bis_assets.client import BackInStockClient
 from bis_assets.columns import TABLE_COLUMNS
 from bis_assets.io_manager import MOVED_ACCOUNTS
 from bis_assets.partitions import account_partitions
-from bis_assets.resources import AccountsResource, BackInStockResource
+from bis_assets.resources import AccountsResource, BackInStockResource, WarehouseResource
 from bis_assets.transform import ShapedRows, frame_preview, shape_rows
 
 API_POOL = "back_in_stock_api"
@@ -48,6 +48,7 @@ def back_in_stock_notifications(
     context: AssetExecutionContext,
     back_in_stock: BackInStockResource,
     accounts: AccountsResource,
+    warehouse: WarehouseResource,
 ) -> Output[pd.DataFrame]:
     """One row per variant of each account's Back In Stock variants report."""
     started = time.monotonic()
@@ -64,7 +65,11 @@ def back_in_stock_notifications(
             rows = _logged_rows(context, client, progress)
             results[account_id] = shape_rows(rows, account.id, account.source_id, synced_at)
             pages += progress.pages
-            if client.fetch_page(1).rows != progress.first_page:
+            # Rows can only be marked deleted where some are stored; only then
+            # is it worth a request to see whether the report moved meanwhile.
+            if warehouse.has_live_rows(account_id) and (
+                client.fetch_page(1).rows != progress.first_page
+            ):
                 moved.append(account_id)
         _warn_about(context, account_id, results[account_id])
         # Each partition's materialization shows its own account's figures,

@@ -13,7 +13,13 @@ from bis_assets.accounts import Account, accounts_file, load_accounts
 from bis_assets.client import BackInStockClient, ClientSettings
 from bis_assets.embedded import warehouse_url
 from bis_assets.errors import ConfigurationError
-from bis_assets.warehouse import DEFAULT_SCHEMA, DEFAULT_TABLE, TableName, connect
+from bis_assets.warehouse import (
+    DEFAULT_SCHEMA,
+    DEFAULT_TABLE,
+    TableName,
+    connect,
+    has_live_rows,
+)
 
 _DEFAULTS = ClientSettings()
 
@@ -98,3 +104,8 @@ class WarehouseResource(ConfigurableResource):
     def connect(self) -> AbstractContextManager[psycopg2.extensions.connection]:
         """A UTC session on the warehouse, closed when the block ends."""
         return connect(warehouse_url())
+
+    def has_live_rows(self, account_id: str) -> bool:
+        """Whether the account has rows a sync could mark deleted."""
+        with self.connect() as connection:
+            return has_live_rows(connection, self.table, account_id)

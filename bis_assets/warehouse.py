@@ -340,6 +340,23 @@ def _copy_field(values: pd.Series, column: Column) -> pd.Series:
     return pd.Series(np.where(missing, _COPY_NULL, text), index=values.index, dtype=object)
 
 
+def has_live_rows(
+    connection: psycopg2.extensions.connection, table: TableName, account: str
+) -> bool:
+    """Whether ``account`` has rows not marked deleted (False without a table)."""
+    with connection, connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass(%s)", (table.identifier.as_string(cursor),))
+        if cursor.fetchone()[0] is None:
+            return False
+        cursor.execute(
+            sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE {} = %s AND {} IS NULL)").format(
+                table.identifier, sql.Identifier(ACCOUNT_COLUMN), sql.Identifier(DELETED_AT.name)
+            ),
+            (account,),
+        )
+        return cursor.fetchone()[0]
+
+
 def read_accounts(
     connection: psycopg2.extensions.connection,
     table: TableName,
