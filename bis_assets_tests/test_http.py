@@ -37,8 +37,8 @@ def read_all(client: BackInStockClient) -> list[dict]:
     return [row for page in client.iter_pages() for row in page.rows]
 
 
-def failed_sync_leaves_rows_alone(harness, database_url, fault: Fault) -> str:
-    """Sync once, then again with ``fault``; returns the run's error message."""
+def failed_sync_leaves_rows_alone(harness, database_url, fault: Fault, **settings) -> str:
+    """Sync once, then again with ``fault`` and ``settings``; returns the run's error."""
     harness.add_account("acct_a", ROWS)
     harness.api_settings |= {"per_page": 10, "max_retries": 1}
     harness.sync("acct_a")
@@ -46,6 +46,7 @@ def failed_sync_leaves_rows_alone(harness, database_url, fault: Fault) -> str:
 
     harness.add_account("acct_a", [row | {"unsent_notifications_count": 1} for row in ROWS])
     harness.server.inject(fault)
+    harness.api_settings |= settings
     result = harness.sync("acct_a", raise_on_error=False)
 
     assert not result.success
@@ -232,9 +233,8 @@ def test_a_5xx_storm_fails_midway_and_leaves_the_rows(harness, database_url, wai
 
 
 def test_a_hang_fails_midway_and_leaves_the_rows(harness, database_url, waits):
-    harness.api_settings = {"read_timeout": 0.5}
     hang = Fault(200, page=3, hang=5, times=3)
-    message = failed_sync_leaves_rows_alone(harness, database_url, hang)
+    message = failed_sync_leaves_rows_alone(harness, database_url, hang, read_timeout=0.5)
 
     assert "account 'acct_a'" in message and "page 3" in message
 
@@ -244,3 +244,38 @@ def test_a_bad_body_fails_midway_and_leaves_the_rows(harness, database_url, wait
     message = failed_sync_leaves_rows_alone(harness, database_url, html)
 
     assert "'text/html'" in message and "page 2" in message
+
+
+def test_a_401_midway_fails_and_leaves_the_rows(harness, database_url, waits):
+    message = failed_sync_leaves_rows_alone(harness, database_url, Fault(401, page=2))
+
+    assert "account 'acct_a': the token was refused (401)" in message
+    assert harness.token("acct_a") not in message
+
+
+def test_running_past_the_page_cap_fails_and_leaves_the_rows(harness, database_url, waits):
+    unused = Fault(200, page=99)
+    message = failed_sync_leaves_rows_alone(harness, database_url, unused, max_pages=2)
+
+    assert "account 'acct_a': more than 2 pages" in message
+
+
+def test_one_failing_account_of_a_backfill_changes_no_account(harness, database_url, waits):
+    harness.add_account("acct_a", ROWS[:10])
+    harness.add_account("acct_b", ROWS[10:])
+    harness.sync("acct_a", "acct_b")
+    before = table_rows(database_url)
+    harness.add_account("acct_a", [row | {"sent_notifications_count": 3} for row in ROWS[:10]])
+    harness.server.inject(Fault(503, times=10, account="acct_b"))
+
+    result = harness.sync("acct_a", "acct_b", raise_on_error=False)
+
+    assert not result.success
+    assert "account 'acct_b'" in harness.failure(result)
+    assert table_rows(database_url) == before
+
+
+def test_the_client_repr_names_no_token(api_server):
+    client = make_client(api_server, token="tok-in-repr")
+
+    assert "tok-in-repr" not in repr(client) and "acct_http" in repr(client)
