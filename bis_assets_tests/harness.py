@@ -1,6 +1,7 @@
 """Runs real syncs for tests: our API server, a real PostgreSQL, Dagster in process."""
 
 import json
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,6 +141,27 @@ def table_rows(
             return [dict(zip(names, record, strict=True)) for record in cursor.fetchall()]
     finally:
         connection.close()
+
+
+def run_at_once(jobs: list, timeout: float = 60) -> list[BaseException]:
+    """Run the callables in threads released together; returns what they raised."""
+    start = threading.Barrier(len(jobs))
+    errors: list[BaseException] = []
+
+    def run(job) -> None:
+        try:
+            start.wait(timeout=10)
+            job()
+        except BaseException as error:  # noqa: BLE001 - returned to the test
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(job,)) for job in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+
+    return errors
 
 
 @pytest.fixture

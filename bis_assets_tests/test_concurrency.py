@@ -1,7 +1,6 @@
 """Syncs at the same time: no race, no deadlock, one account at a time."""
 
 import random
-import threading
 import time
 from datetime import timedelta
 
@@ -10,30 +9,10 @@ import pandas as pd
 from bis_assets.api_server.catalog import synthetic_rows
 from bis_assets.transform import shape_rows
 from bis_assets.warehouse import TableName, connect, ensure_table, load
-from bis_assets_tests.test_load import SYNCED_AT, table_rows
+from bis_assets_tests.harness import run_at_once, table_rows
+from bis_assets_tests.test_load import SYNCED_AT
 
 TABLE = TableName()
-
-
-def run_at_once(jobs: list, timeout: float = 60) -> list[BaseException]:
-    """Run the callables in threads released together; returns what they raised."""
-    start = threading.Barrier(len(jobs))
-    errors: list[BaseException] = []
-
-    def run(job) -> None:
-        try:
-            start.wait(timeout=10)
-            job()
-        except BaseException as error:  # noqa: BLE001 - returned to the test
-            errors.append(error)
-
-    threads = [threading.Thread(target=run, args=(job,)) for job in jobs]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=timeout)
-
-    return errors
 
 
 def loader(database_url: str, frame, accounts: list[str], delay: float = 0.0):

@@ -1,6 +1,5 @@
 """Loading into PostgreSQL: upserts, re-runs, tenants, races and vanished rows."""
 
-import threading
 from datetime import UTC, datetime, timedelta
 
 import psycopg2
@@ -10,7 +9,7 @@ from bis_assets.api_server.catalog import storefront_names, storefront_rows
 from bis_assets.errors import WarehouseError
 from bis_assets.transform import shape_rows
 from bis_assets.warehouse import TableName, connect, ensure_table, load, read_accounts
-from bis_assets_tests.harness import case, case_rows, table_rows
+from bis_assets_tests.harness import case, case_rows, run_at_once, table_rows
 
 SYNCED_AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 TABLE = TableName()
@@ -89,25 +88,15 @@ def test_single_run_backfill(harness):
 
 
 def test_first_runs_race(database_url):
-    runs = case("first-runs-race")["runs_at_once"]
-    start = threading.Barrier(len(runs))
-    errors: list[BaseException] = []
-
-    def sync(run: dict) -> None:
-        frame = frame_of(run["body"], run["partition"])
-        try:
+    def first_sync(run: dict):
+        def job() -> None:
             with connect(database_url) as connection:
-                start.wait(timeout=10)
                 ensure_table(connection, TABLE)
-                load(connection, TABLE, frame, complete_accounts=[run["partition"]])
-        except BaseException as error:  # noqa: BLE001 - reported by the assertion
-            errors.append(error)
+                load(connection, TABLE, frame_of(run["body"], run["partition"]))
 
-    threads = [threading.Thread(target=sync, args=(run,)) for run in runs]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+        return job
+
+    errors = run_at_once([first_sync(run) for run in case("first-runs-race")["runs_at_once"]])
 
     assert errors == []
     with psycopg2.connect(database_url) as connection, connection.cursor() as cursor:
