@@ -6,6 +6,7 @@ urllib3's ``Retry`` behind a ``requests`` session; the token travels only in
 the Basic-auth header, never in a URL, a message or a repr.
 """
 
+import base64
 import email.utils
 import logging
 import math
@@ -164,6 +165,9 @@ class BackInStockClient:
         self._url = settings.base_url.rstrip("/") + VARIANTS_PATH
         self._pacer = RequestPacer(settings.requests_per_second)
         self._session = self._build_session(token)
+        # A server may echo the token in a body we quote in an error.
+        basic = base64.b64encode(f"{token}:".encode()).decode()
+        self._secrets = (token, basic, basic.rstrip("="))
 
     def __repr__(self) -> str:
         return f"BackInStockClient(account_id={self.account_id!r}, url={self._url!r})"
@@ -198,9 +202,9 @@ class BackInStockClient:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def fetch_page(self, number: int) -> Page:
+    def fetch_page(self, number: int, per_page: int | None = None) -> Page:
         """One page of the report; raises an ``ApiError`` naming the account."""
-        params = {"page": number, "per_page": self.settings.per_page}
+        params = {"page": number, "per_page": per_page or self.settings.per_page}
         timeout = (self.settings.connect_timeout, self.settings.read_timeout)
         self._pacer.wait_turn()
         started = time.monotonic()
@@ -208,13 +212,12 @@ class BackInStockClient:
         try:
             response = self._session.get(self._url, params=params, timeout=timeout)
         except RetryAfterTooLong as exc:
-            raise RetryableApiError(
-                self.account_id,
-                f"rate limited on page {number}: {exc}; run the sync again later",
+            raise self._error(
+                RetryableApiError, f"rate limited on page {number}: {exc}; run again later"
             ) from None
         except requests.RequestException as exc:
-            raise RetryableApiError(
-                self.account_id,
+            raise self._error(
+                RetryableApiError,
                 f"page {number} failed after {self.settings.max_retries} retries: "
                 f"{type(exc).__name__}: {exc}",
             ) from None
@@ -233,81 +236,104 @@ class BackInStockClient:
                 else "access forbidden (403): the store's plan may not include the "
                 "API (Medium or above is required)"
             )
-            raise AuthenticationError(self.account_id, f"{reason}; {where}")
+            raise self._error(AuthenticationError, f"{reason}; {where}")
         if status in RETRIED_STATUSES:
-            raise RetryableApiError(
-                self.account_id, f"status {status} persisted through retries; {where}"
-            )
+            raise self._error(RetryableApiError, f"status {status} outlasted retries; {where}")
         if status != 200:
-            raise ApiError(
-                self.account_id, f"unexpected status {status}; {where}: {_preview(response)}"
+            raise self._error(
+                ApiError, f"unexpected status {status}; {where}: {_preview(response)}"
             )
 
         content_type = response.headers.get("Content-Type", "")
         try:
-            body = response.json(parse_float=Decimal)
+            # Decimals keep prices exact; NaN and Infinity become Decimals too,
+            # so they count as invalid values instead of passing for missing.
+            body = response.json(parse_float=Decimal, parse_constant=Decimal)
         except ValueError:
-            raise ApiError(
-                self.account_id,
+            raise self._error(
+                ApiError,
                 f"status 200 with content type {content_type!r} that is not JSON; "
                 f"{where}: {_preview(response)}",
             ) from None
         if not isinstance(body, list):
-            raise ApiError(
-                self.account_id, f"expected a JSON array, got {_describe(body)}; {where}"
-            )
+            raise self._error(ApiError, f"expected a JSON array, got {_describe(body)}; {where}")
         if not all(isinstance(row, dict) for row in body):
-            raise ApiError(self.account_id, f"expected an array of objects; {where}")
+            raise self._error(ApiError, f"expected an array of objects; {where}")
 
         return body
+
+    def _error(self, kind: type[ApiError], message: str) -> ApiError:
+        for secret in self._secrets:
+            message = message.replace(secret, "***")
+
+        return kind(self.account_id, message)
 
     def iter_pages(self) -> Iterator[Page]:
         """Every page of the report in page order, until the data ends.
 
         The report has no total and no next link, and servers differ: some cap
-        the page size, some repeat the last page forever. The end is an empty
-        page, a page equal to the one before, or a page shorter than the
-        longest seen so far. Pages are fetched a window at a time; the window
-        starts at one page and doubles up to ``max_in_flight``, so a short
-        report costs no wasted requests and a long one runs concurrently.
+        the page size below what was asked, some answer past the end with the
+        last page again. So the end is an empty page or a page equal to the
+        one before, never merely a short page. Pages are fetched a window at a
+        time: the window starts at one page and doubles up to
+        ``max_in_flight`` while pages come back full, so a small report wastes
+        no requests and a large one is read concurrently.
         """
         window = 1
         next_page = 1
-        previous: list[dict[str, Any]] | None = None
+        previous: list[dict[str, Any]] = []
         longest = 0
 
         with ThreadPoolExecutor(self.settings.max_in_flight) as pool:
             while True:
-                last = min(next_page + window - 1, self.settings.max_pages)
-                if next_page > last:
-                    raise PaginationError(
-                        self.account_id,
-                        f"more than {self.settings.max_pages} pages; raise max_pages "
-                        "if the account is really that large",
-                    )
-                numbers = range(next_page, last + 1)
+                numbers = self._next_window(next_page, window)
                 futures = [pool.submit(self.fetch_page, number) for number in numbers]
 
                 for future in futures:
                     page = future.result()
+                    if page.rows and page.rows == previous:
+                        self._check_page_is_honoured(page)
+                        log.info(
+                            "account %s: page %d repeats page %d; taking it as the end",
+                            self.account_id, page.number, page.number - 1,
+                        )
                     if not page.rows or page.rows == previous:
-                        if page.rows:
-                            log.info(
-                                "account %s: page %d repeats page %d; taking it as the end",
-                                self.account_id, page.number, page.number - 1,
-                            )
                         _cancel(futures)
                         return
                     yield page
 
-                    longest = max(longest, len(page.rows))
-                    if len(page.rows) < longest:
-                        _cancel(futures)
-                        return
                     previous = page.rows
+                    longest = max(longest, len(page.rows))
 
-                next_page = last + 1
-                window = min(window * 2, self.settings.max_in_flight)
+                next_page += len(numbers)
+                # A short page is likely the last: ask for one more, not a window.
+                full = len(previous) >= longest
+                window = min(window * 2, self.settings.max_in_flight) if full else 1
+
+    def _next_window(self, first: int, size: int) -> range:
+        if first > self.settings.max_pages:
+            raise self._error(
+                PaginationError,
+                f"more than {self.settings.max_pages} pages; raise max_pages "
+                "if the account is really that large",
+            )
+
+        return range(first, min(first + size - 1, self.settings.max_pages) + 1)
+
+    def _check_page_is_honoured(self, repeated: Page) -> None:
+        """Tell a server that ignores ``page`` from a report that fits on one page.
+
+        Both answer page 2 with page 1 again; asked for one row a page, the
+        first keeps answering the first row, the second the next one.
+        """
+        if repeated.number != 2 or len(repeated.rows) < 2:
+            return
+        if self.fetch_page(2, per_page=1).rows == repeated.rows[:1]:
+            raise self._error(
+                PaginationError,
+                "the server answers every page with the first one (it ignores the "
+                "page parameter), so only the first page could be read",
+            )
 
 
 def _cancel(futures: list) -> None:

@@ -279,3 +279,16 @@ def test_the_client_repr_names_no_token(api_server):
     client = make_client(api_server, token="tok-in-repr")
 
     assert "tok-in-repr" not in repr(client) and "acct_http" in repr(client)
+
+
+def test_a_token_echoed_in_a_body_is_masked(api_server, waits):
+    token = "tok-echoed-secret"
+    client = make_client(api_server, token=token)
+    basic = base64.b64encode(f"{token}:".encode()).decode()
+    api_server.inject(Fault(418, page=1, body=f"no tea for {token} ({basic})"))
+
+    with pytest.raises(ApiError) as raised:
+        read_all(client)
+
+    assert "no tea for *** (***)" in str(raised.value)
+    assert token not in str(raised.value) and basic not in str(raised.value)

@@ -86,14 +86,39 @@ def test_server_repeating_its_last_page_forever_stops(api_server):
     assert api_server.request_count <= 10 + 8  # the data, then at most one window
 
 
-def test_server_ignoring_page_ends_after_one_page(api_server):
+def test_server_ignoring_page_fails_clearly_instead_of_losing_rows(api_server):
     api_server.ignore_page = True
     rows = synthetic_rows(30, seed=5)
 
-    fetched = all_rows(client_for(api_server, rows, per_page=10))
+    with pytest.raises(PaginationError, match="'paging'.*ignores the page parameter"):
+        all_rows(client_for(api_server, rows, per_page=10))
+    assert api_server.request_count == 4  # pages 1, 2 and 3 in flight, then the probe
 
-    assert fetched == rows[:10]
-    assert api_server.request_count <= 3
+
+def test_a_report_that_fits_one_page_on_a_repeating_server_is_read_whole(api_server):
+    api_server.repeat_last_page = True
+    rows = synthetic_rows(7, seed=5)
+
+    assert all_rows(client_for(api_server, rows, per_page=10)) == rows
+    assert api_server.request_count == 4  # pages 1, 2 and 3 in flight, then the probe
+
+
+def test_a_short_page_in_the_middle_is_not_the_end(api_server):
+    rows = synthetic_rows(5, seed=9)
+    api_server.add_account("tok-short", [], name="short")
+    api_server.script(
+        "tok-short",
+        [
+            {"page": 1, "body": rows[:2]},
+            {"page": 2, "body": rows[2:3]},
+            {"page": 3, "body": rows[3:5]},
+        ],
+    )
+    client = BackInStockClient(
+        "short", "tok-short", ClientSettings(api_server.base_url, per_page=2)
+    )
+
+    assert all_rows(client) == rows
 
 
 def test_page_cap_fails_instead_of_looping(api_server):
