@@ -244,3 +244,17 @@ def test_reading_back_gives_the_frame_that_was_loaded(database_url):
 
     expected = frame.sort_values("__sync_key").reset_index(drop=True)
     assert back.drop(columns="__deleted_at").equals(expected)
+
+
+def test_new_rows_cannot_dilute_a_wipe_of_the_old_ones(database_url):
+    rows = storefront_rows("outdoor")[:10]
+    load_rows(database_url, rows, complete_accounts=["acct_a"])
+    before = table_rows(database_url)
+    every_key_changed = [row | {"sku": f"{row['sku']}-renamed"} for row in rows]
+
+    with pytest.raises(WarehouseError, match="no longer returns 10 of the 10 rows"):
+        load_rows(
+            database_url, every_key_changed, complete_accounts=["acct_a"], max_deleted_share=0.5
+        )
+
+    assert table_rows(database_url) == before
