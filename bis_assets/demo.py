@@ -3,9 +3,10 @@
 from dagster import DagsterInstance, ExecuteInProcessResult
 
 from bis_assets.accounts import load_accounts
-from bis_assets.partitions import sync_partitions
+from bis_assets.partitions import account_partitions
 from bis_assets.resources import WarehouseResource
 
+PARTITIONS = account_partitions.name
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 SUMMARY_COLUMNS = ("account", "fetched", "inserted", "updated", "unchanged", "in table", "checks")
 
@@ -16,18 +17,22 @@ def run_demo() -> int:
 
     instance = DagsterInstance.get()
     accounts = list(load_accounts())
-    sync_partitions(instance, accounts)
+    # Only adds: the instance may hold other accounts' partitions too.
+    new = [a for a in accounts if not instance.has_dynamic_partition(PARTITIONS, a)]
+    instance.add_dynamic_partitions(PARTITIONS, new)
     job = defs.get_job_def(sync_job.name)
 
-    results = {
-        account_id: job.execute_in_process(
+    results = {}
+    for account_id in accounts:
+        results[account_id] = job.execute_in_process(
             instance=instance,
             partition_key=account_id,
             raise_on_error=False,
             run_config=QUIET_CONSOLE,
         )
-        for account_id in accounts
-    }
+        if _interrupted(results[account_id]):
+            print(f"bis-assets: interrupted during account {account_id}; stopping")
+            return 130
     stored = _rows_in_table(WarehouseResource(), accounts)
     lines = [_summary_line(account_id, results[account_id], stored) for account_id in accounts]
     print(_format_table(lines + [_total_line(lines)]))
@@ -36,7 +41,17 @@ def run_demo() -> int:
     for account_id in failed:
         print(f"account {account_id}: run {results[account_id].run_id} failed; see its logs")
 
-    return 1 if failed or any(line[-1] != "passed" for line in lines) else 0
+    return 1 if failed or not all(line[-1].endswith("passed") for line in lines) else 0
+
+
+def _interrupted(result: ExecuteInProcessResult) -> bool:
+    """Whether Ctrl-C or SIGTERM ended the run; Dagster reports it as a failure."""
+    return any(
+        event.is_step_failure
+        and event.step_failure_data.error.cls_name
+        in ("KeyboardInterrupt", "DagsterExecutionInterruptedError")
+        for event in result.all_events
+    )
 
 
 def _summary_line(account_id: str, result: ExecuteInProcessResult, stored: dict) -> tuple:
