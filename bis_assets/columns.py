@@ -53,13 +53,6 @@ SYNC_KEY_COLUMN = "__sync_key"
 SYNCED_AT_COLUMN = "__synced_at"
 KEY_COLUMNS = (ACCOUNT_COLUMN, SYNC_KEY_COLUMN)
 
-# The columns whose change makes an upsert rewrite a row; __synced_at moves
-# only when one of them did.
-COMPARED_COLUMNS = tuple(
-    column.name for column in FRAME_COLUMNS
-    if column.name not in KEY_COLUMNS and column.name != SYNCED_AT_COLUMN
-)
-
 # The identity the sync key is built from, in the order it is concatenated.
 KEY_SOURCE_COLUMNS = ("sku", "product_id", "variant_no")
 

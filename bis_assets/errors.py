@@ -33,9 +33,5 @@ class ConfigurationError(SyncError):
     """The account's configuration is missing or invalid."""
 
 
-class DataError(SyncError):
-    """A value from the API cannot be stored without losing it."""
-
-
 class WarehouseError(SyncError):
     """The destination table cannot take the sync as it stands."""

@@ -78,8 +78,10 @@ class LoadCounts:
 
 @contextmanager
 def connect(database_url: str) -> Iterator[psycopg2.extensions.connection]:
-    """A connection whose session works in UTC, closed on exit."""
-    connection = psycopg2.connect(database_url, application_name="bis_assets")
+    """A connection whose session works in UTC and UTF-8, closed on exit."""
+    connection = psycopg2.connect(
+        database_url, application_name="bis_assets", client_encoding="UTF8"
+    )
     try:
         with connection.cursor() as cursor:
             cursor.execute("SET TIME ZONE 'UTC'")
@@ -98,6 +100,16 @@ def ensure_table(connection: psycopg2.extensions.connection, table: TableName) -
     no lock that would queue behind readers.
     """
     with connection, connection.cursor() as cursor:
+        cursor.execute("SHOW server_encoding")
+        (encoding,) = cursor.fetchone()
+        if encoding != "UTF8":
+            # LATIN1 would refuse most of Unicode; SQL_ASCII would keep bytes,
+            # count varchar limits in bytes and show text mangled.
+            raise WarehouseError(
+                None,
+                f"the warehouse database is encoded {encoding}; store the table in a "
+                "UTF8 database (CREATE DATABASE … ENCODING 'UTF8' TEMPLATE template0)",
+            )
         cursor.execute("SELECT to_regclass(%s)", (table.identifier.as_string(cursor),))
         if cursor.fetchone()[0] is None:
             cursor.execute("SELECT pg_advisory_xact_lock(%s, 0)", (_LOCK_NAMESPACE,))

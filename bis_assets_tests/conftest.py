@@ -2,6 +2,8 @@
 
 import itertools
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,14 +31,15 @@ def _machine_postgres_answers() -> bool:
 
 
 @pytest.fixture(scope="session")
-def embedded_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = start_embedded(tmp_path_factory.mktemp("embedded"))
+def embedded_admin_url() -> Iterator[str]:
+    # Not under pytest's temporary root: as root, the server runs as a user of
+    # its own, and each new pytest session makes that root private again.
+    folder = Path(tempfile.mkdtemp(prefix="bis-test-pg-"))
+    server = start_embedded(folder)
     yield server.url("postgres")
 
-    # pytest prunes old temporary folders; a concurrent session may have
-    # removed this one, and its server with it.
-    if (server.pgdata / "postmaster.pid").exists():
-        server.stop()
+    server.stop()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session", params=["embedded", "machine"])

@@ -1,9 +1,12 @@
 """Loading into PostgreSQL: upserts, re-runs, tenants, races and vanished rows."""
 
+import os
 from datetime import UTC, datetime, timedelta
 
 import psycopg2
 import pytest
+from psycopg2 import sql
+from psycopg2.extensions import make_dsn
 
 from bis_assets.api_server.catalog import storefront_names, storefront_rows
 from bis_assets.errors import WarehouseError
@@ -156,7 +159,11 @@ def test_instants_are_stored_right_whatever_the_session_time_zone(database_url):
     with psycopg2.connect(database_url) as connection, connection.cursor() as cursor:
         cursor.execute("SELECT current_database()")
         (name,) = cursor.fetchone()
-        cursor.execute(f"ALTER DATABASE {name} SET TimeZone = 'Pacific/Chatham'")  # noqa: S608
+        cursor.execute(
+            sql.SQL("ALTER DATABASE {} SET TimeZone = 'Pacific/Chatham'").format(
+                sql.Identifier(name)
+            )
+        )
     row = case_rows("nul-byte")[0] | {"notification_last_added_at": "2015-03-23T15:34:41+02:00"}
 
     load_rows(database_url, [row])
@@ -258,3 +265,24 @@ def test_new_rows_cannot_dilute_a_wipe_of_the_old_ones(database_url):
         )
 
     assert table_rows(database_url) == before
+
+
+def test_a_warehouse_not_in_utf8_is_refused_clearly(admin_url, database_url):
+    name = f"bis_latin1_{os.getpid()}"
+    admin = psycopg2.connect(admin_url)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(
+            sql.SQL(
+                "CREATE DATABASE {} ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' "
+                "TEMPLATE template0"
+            ).format(sql.Identifier(name))
+        )
+    try:
+        with connect(make_dsn(admin_url, dbname=name)) as connection:
+            with pytest.raises(WarehouseError, match="encoded LATIN1; store the table"):
+                ensure_table(connection, TABLE)
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+        admin.close()
