@@ -8,6 +8,7 @@ environment variable that holds each one.
 import os
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -42,10 +43,28 @@ class Account(BaseModel):
     @classmethod
     def _env_name(cls, value: str) -> str:
         if not TOKEN_ENV_PATTERN.fullmatch(value):
+            # Not echoed: a token pasted here by mistake must not reach a log.
             raise ValueError(
-                f"token_env {value!r} must name an environment variable "
-                "(upper-case letters, digits, _), not hold the token itself"
+                "token_env must name an environment variable (upper-case letters, "
+                "digits, _), not hold the token itself"
             )
+        return value
+
+    @field_validator("source_id")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        if any(ord(character) < 32 for character in value):
+            raise ValueError("source_id must not hold control characters")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _plain_url(cls, value: str | None) -> str | None:
+        parts = urlsplit(value or "https://app.backinstock.org")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("base_url must be an http:// or https:// address")
+        if "@" in parts.netloc:
+            raise ValueError("base_url must not hold credentials; tokens go in token_env")
         return value
 
 
@@ -75,7 +94,10 @@ def load_accounts(path: Path | None = None) -> dict[str, Account]:
         try:
             account = Account.model_validate(entry)
         except ValidationError as exc:
-            details = "; ".join(error["msg"] for error in exc.errors())
+            details = "; ".join(
+                f"{'.'.join(map(str, error['loc'])) or 'entry'}: {error['msg']}"
+                for error in exc.errors()
+            )
             raise AccountsFileError(f"{path}: account #{position}: {details}") from None
         if account.id in accounts:
             raise AccountsFileError(f"{path}: account id {account.id!r} appears twice")

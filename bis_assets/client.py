@@ -57,7 +57,8 @@ class ClientSettings:
     def __post_init__(self) -> None:
         parts = urlsplit(self.base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"base_url must be an http(s) URL, got {self.base_url!r}")
+            # Not echoed: a malformed URL may still hold a secret.
+            raise ValueError("base_url must be an http:// or https:// address")
         if parts.username or parts.password:
             # A token in the URL would end up in every error message.
             raise ValueError("base_url must not hold credentials; tokens go in the env")

@@ -69,8 +69,12 @@ class BackInStockResource(ConfigurableResource):
             for field in dataclasses.fields(ClientSettings)
         }
         settings["base_url"] = account.base_url or self.base_url
+        try:
+            client_settings = ClientSettings(**settings)
+        except ValueError as exc:
+            raise ConfigurationError(account.id, f"API settings: {exc}") from None
 
-        return BackInStockClient(account.id, token, ClientSettings(**settings))
+        return BackInStockClient(account.id, token, client_settings)
 
 
 class AccountsResource(ConfigurableResource):

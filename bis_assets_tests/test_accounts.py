@@ -1,0 +1,78 @@
+"""The accounts file: validated, and never echoing what might be a secret."""
+
+from pathlib import Path
+
+import pytest
+
+from bis_assets.accounts import AccountsFileError, load_accounts
+from bis_assets.errors import ConfigurationError
+from bis_assets.resources import BackInStockResource
+
+
+def accounts_file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "accounts.yaml"
+    path.write_text(text, encoding="utf-8")
+
+    return path
+
+
+def test_the_demo_accounts_file_is_valid():
+    assert list(load_accounts()) == ["stanley1913", "camerarigz", "outdoor"]
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("{id: 'a b', source_id: s, token_env: T}", "#1: id: Value error, account id 'a b'"),
+        ("{id: \"x'; drop\", source_id: s, token_env: T}", "must match"),
+        ("{id: a, source_id: s}", "#1: token_env: Field required"),
+        ("{id: a, source_id: s, token_env: T, extra: 1}", "extra: Extra inputs"),
+        ("{id: a, source_id: \"s\\0\", token_env: T}", "source_id must not hold control"),
+    ],
+)
+def test_invalid_entries_are_named(tmp_path, entry, message):
+    path = accounts_file(tmp_path, f"accounts:\n  - {entry}\n")
+
+    with pytest.raises(AccountsFileError, match=message):
+        load_accounts(path)
+
+
+def test_duplicate_ids_are_refused(tmp_path):
+    entry = "{id: a, source_id: s, token_env: T}"
+    path = accounts_file(tmp_path, f"accounts:\n  - {entry}\n  - {entry}\n")
+
+    with pytest.raises(AccountsFileError, match="'a' appears twice"):
+        load_accounts(path)
+
+
+@pytest.mark.parametrize(
+    ("field", "secret"),
+    [
+        ("token_env: shpat_1f2e3d4c5b6a", "shpat_1f2e3d4c5b6a"),
+        ("token_env: T, base_url: 'https://user:pw-secret@host.example'", "pw-secret"),
+        ("token_env: T, base_url: '127.0.0.1:tok-secret@host'", "tok-secret"),
+    ],
+)
+def test_a_secret_in_the_wrong_field_is_refused_without_being_echoed(tmp_path, field, secret):
+    path = accounts_file(tmp_path, f"accounts:\n  - {{id: a, source_id: s, {field}}}\n")
+
+    with pytest.raises(AccountsFileError) as refused:
+        load_accounts(path)
+
+    assert secret not in str(refused.value)
+
+
+def test_a_missing_token_variable_names_the_account_and_the_variable(monkeypatch):
+    monkeypatch.delenv("BIS_TOKEN_OUTDOOR", raising=False)
+    account = load_accounts()["outdoor"]
+
+    with pytest.raises(ConfigurationError, match="'outdoor'.*BIS_TOKEN_OUTDOOR is not set"):
+        BackInStockResource().client_for(account)
+
+
+def test_bad_api_settings_name_the_account(monkeypatch):
+    monkeypatch.setenv("BIS_TOKEN_OUTDOOR", "tok")
+    account = load_accounts()["outdoor"]
+
+    with pytest.raises(ConfigurationError, match="'outdoor': API settings: per_page"):
+        BackInStockResource(per_page=0).client_for(account)
