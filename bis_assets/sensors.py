@@ -52,7 +52,7 @@ IN_FLIGHT = [
 WATERMARK_FIELD = "notification_last_added_at"
 CHANGE_PROBE_SECONDS = 300
 MAX_REASON_CHARS = 500
-REDACTED = "[redacted]"
+REDACTED = "***"  # as the client masks an echoed token
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ from dagster import (
 
 from bis_assets.assets import back_in_stock_notifications
 from bis_assets.checks import MAX_VANISHED_SHARE, NOTIFICATIONS_CHECKS
-from bis_assets.partitions import account_partitions
 from bis_assets_tests.harness import SyncHarness, case, case_rows
 
 COLLIDING_KEY = "82dcd69cce5227c5ea8a7192624f1ea6"
@@ -45,9 +44,7 @@ def run(harness: SyncHarness, account_id: str) -> ExecuteInProcessResult:
 def run_checks(harness: SyncHarness, account_id: str, *names: str) -> ExecuteInProcessResult:
     """Run only the named checks on the account, as "Execute checks" does in the UI."""
     keys = [AssetCheckKey(back_in_stock_notifications.key, name) for name in names]
-    job = define_asset_job(
-        "checks_only", selection=AssetSelection.checks(*keys), partitions_def=account_partitions
-    )
+    job = define_asset_job("checks_only", selection=AssetSelection.checks(*keys))
     definitions = Definitions(
         assets=[back_in_stock_notifications],
         asset_checks=list(NOTIFICATIONS_CHECKS),
@@ -125,7 +122,7 @@ def test_check_sees_only_its_partition(harness: SyncHarness) -> None:
     assert not planted.passed
     assert planted.severity == AssetCheckSeverity.ERROR
     assert planted.metadata["bad_keys"].value == [key]
-    assert f"acct_a: {key} (2 rows)" in planted.description
+    assert planted.description == f"1 __sync_key NULL or repeated: {key}"
     assert planted.metadata["accounts"].value == ["acct_a"]
 
 
@@ -139,8 +136,7 @@ def test_key_collision(harness: SyncHarness) -> None:
     assert not collision.passed
     assert collision.severity == AssetCheckSeverity.WARN
     assert collision.description == (
-        "acct_a: 2 distinct (sku, product_id, variant_no) share 1 __sync_key: "
-        f"{COLLIDING_KEY}"
+        f"2 distinct (sku, product_id, variant_no) share 1 __sync_key: {COLLIDING_KEY}"
     )
     assert collision.metadata["colliding_identities"].value == 2
     assert collision.metadata["colliding_keys"].value == 1
@@ -175,9 +171,9 @@ def test_soft_expectations_warn_with_value_and_threshold(harness: SyncHarness) -
     vanished = checks["rows_vanished"]
     assert (vanished.passed, vanished.severity) == (False, AssetCheckSeverity.WARN)
     assert vanished.metadata["rows_vanished"].value == 3
-    assert vanished.metadata["largest_share"].value == 0.15
+    assert vanished.metadata["share"].value == 0.15
     assert vanished.metadata["threshold_share"].value == MAX_VANISHED_SHARE
-    assert vanished.description == "acct_a: 3 rows (15%) vanished in its latest sync"
+    assert vanished.description == "3 rows (15%) vanished in the latest sync"
     assert checks["row_count_matches_sync"].passed
     assert checks["row_count_matches_sync"].metadata["rows_in_table"].value == 17
 
@@ -194,7 +190,41 @@ def test_row_count_check_fails_when_the_table_lost_rows(harness: SyncHarness) ->
     counted = check["row_count_matches_sync"]
     assert not counted.passed
     assert counted.severity == AssetCheckSeverity.ERROR
-    assert counted.description == "acct_a: the sync produced 2 rows, the table holds 1"
-    assert counted.metadata["differing_accounts"].value == {
-        "acct_a": {"synced": 2, "in_table": 1}
+    assert counted.description == "the sync produced 2 rows, the table holds 1"
+    assert counted.metadata["rows_synced"].value == 2
+    assert counted.metadata["rows_in_table"].value == 1
+
+
+def test_a_run_of_two_accounts_files_each_result_under_its_partition(
+    harness: SyncHarness,
+) -> None:
+    harness.add_account("acct_a", case_rows("key-collision"))
+    harness.add_account("acct_b", case("check-sees-only-its-partition")["materialize"]["acct_a"])
+
+    result = materialize(
+        [back_in_stock_notifications, *NOTIFICATIONS_CHECKS],
+        tags={
+            "dagster/asset_partition_range_start": "acct_a",
+            "dagster/asset_partition_range_end": "acct_b",
+        },
+        resources=harness.resources(),
+        instance=harness.instance,
+    )
+
+    by_partition = {
+        (check.check_name, check.partition): check
+        for check in result.get_asset_check_evaluations()
     }
+    assert {partition for _, partition in by_partition} == {"acct_a", "acct_b", None}
+    assert all((name, "acct_b") in by_partition for name in EVERY_CHECK)
+    assert all(by_partition[(name, "acct_b")].passed for name in EVERY_CHECK)
+    assert not by_partition[("sync_key_collisions", "acct_a")].passed
+    run_wide = by_partition[("sync_key_collisions", None)]
+    assert (run_wide.passed, run_wide.severity) == (False, AssetCheckSeverity.WARN)
+    assert run_wide.description == (
+        f"acct_a: 2 distinct (sku, product_id, variant_no) share 1 __sync_key: {COLLIDING_KEY}"
+    )
+    assert run_wide.metadata["failed_accounts"].value == ["acct_a"]
+    counted = by_partition[("row_count_matches_sync", "acct_b")]
+    assert counted.metadata["rows_in_table"].value == 2
+    assert counted.target_materialization_data.run_id == result.run_id

@@ -235,8 +235,8 @@ def test_failure_sensor_names_the_account_and_the_error(
     (line,) = [line for line in capsys.readouterr().err.splitlines() if "sync of" in line]
     assert line.endswith(
         f"sync of acct_a failed (run {result.run_id}): step back_in_stock_notifications: "
-        "account 'acct_a': unexpected status 418; page 1 "
+        "bis_assets.errors.ApiError: account 'acct_a': unexpected status 418; page 1 "
         f"({harness.server.base_url}/api/variants?page=1&per_page=250): "
-        "'no tea for [redacted]'"
+        "'no tea for ***'"
     )
     assert token not in line
