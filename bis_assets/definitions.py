@@ -2,7 +2,7 @@
 
 import os
 
-from dagster import Definitions
+from dagster import Definitions, in_process_executor
 
 from bis_assets.assets import back_in_stock_notifications
 from bis_assets.checks import NOTIFICATIONS_CHECKS
@@ -21,6 +21,9 @@ defs = Definitions(
     jobs=[sync_job],
     schedules=[daily_sync_schedule],
     sensors=list(ALL_SENSORS),
+    # A sync is a handful of short steps; a process each would cost more than
+    # the steps themselves.
+    executor=in_process_executor,
     resources={
         "back_in_stock": BackInStockResource(
             base_url=os.environ.get("BIS_API_BASE_URL", DEFAULT_BASE_URL)

@@ -83,4 +83,4 @@ def write_accounts_file(path: Path, accounts: dict[str, str], base_url: str = ""
     return path
 
 
-pytest_plugins = ["bis_assets_tests.harness"]
+pytest_plugins = ["bis_assets_tests.harness", "bis_assets_tests.dagster_dev"]

@@ -10,7 +10,6 @@ from bis_assets_tests.dagster_dev import (
     ACCOUNTS,
     CHECK_NAMES,
     DagsterSite,
-    dagster_site_fixture,  # noqa: F401 - provides the dagster_site fixture
 )
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -5,7 +5,6 @@ from bis_assets_tests.dagster_dev import (
     ASSET_KEY,
     CHECK_NAMES,
     DagsterSite,
-    dagster_site_fixture,  # noqa: F401 - provides the dagster_site fixture
     runs,
 )
 
