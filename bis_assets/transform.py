@@ -33,7 +33,11 @@ _NUL = "\x00"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _REPLACEMENT = "\ufffd"
-_DECIMAL = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+# ASCII digits only: \d would take "١٢٣" or "１２３" for 123.
+_DECIMAL = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
+_WHOLE = re.compile(r"[+-]?[0-9]+")
+# PostgreSQL's numeric holds up to 131072 digits before the point, 16383 after.
+_NUMERIC_DIGITS_BEFORE, _NUMERIC_DIGITS_AFTER = 131_072, 16_383
 
 _ROWS_PER_BATCH = 10_000
 _PLAIN_TEXT = frozenset({str, type(None)})  # values a fast path can take as they are
@@ -230,14 +234,16 @@ def _integers(values: list[Any], column: Column) -> Shaped:
 
 
 def _whole_number(value: Any) -> int | None:
+    """An id or count given as an int, a whole JSON number or ASCII digits."""
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int):
         return value
-    try:
-        number = Decimal(str(value).strip())
-    except ArithmeticError:
+    if isinstance(value, str):
+        return int(value) if _WHOLE.fullmatch(value.strip()) else None
+    if not isinstance(value, Decimal | float):
         return None
+    number = Decimal(value) if isinstance(value, Decimal) else Decimal(repr(value))
     if not number.is_finite() or number != number.to_integral_value():
         return None
 
@@ -283,16 +289,23 @@ def _decimals(values: list[Any], column: Column) -> Shaped:
 
 
 def _decimal_or_none(text: str) -> Decimal | None:
+    """The exact value of a decimal text that numeric can hold, else None."""
     text = text.strip()
+    if not _DECIMAL.fullmatch(text):
+        return None
+    number = Decimal(text)
+    if number.adjusted() >= _NUMERIC_DIGITS_BEFORE:
+        return None
+    if -number.as_tuple().exponent > _NUMERIC_DIGITS_AFTER:
+        return None
 
-    return Decimal(text) if _DECIMAL.fullmatch(text) else None
+    return number
 
 
 def _decimals_of_any_values(raw: pd.Series) -> pd.Series:
-    text = raw.where(raw.isna(), raw.astype(str)).str.strip()
-    valid = text.str.fullmatch(_DECIMAL).fillna(False).astype(bool)
+    text = raw.where(raw.isna(), raw.astype(str))
 
-    return text.where(valid, None).map(Decimal, na_action="ignore").astype(object)
+    return text.map(_decimal_or_none, na_action="ignore").astype(object)
 
 
 def _blank_count(raw: pd.Series) -> int:

@@ -205,3 +205,36 @@ def test_times_with_and_without_fractions_or_offsets_are_utc():
         pd.Timestamp("2015-03-23T13:34:41Z"),
     ]
     assert pd.isna(frame["notification_last_added_at"].iloc[3])
+
+
+def test_numbers_only_in_ascii_digits_and_within_numeric_are_taken():
+    shaped = shape_rows(
+        [
+            row(variant_no=1, unit_price="1e999999"),
+            row(variant_no=2, unit_price="1e-20000"),
+            row(variant_no=3, unit_price="\u0661\u0662\u0663"),
+            row(variant_no=4, unit_price="1e3"),
+            row(variant_no=5, unit_price=Decimal("NaN")),
+            row(variant_no="\uff11\uff12"),
+            row(variant_no="1e3"),
+            row(variant_no=Decimal("1E+3")),
+        ],
+        "acct_a",
+        "src-a",
+        SYNCED_AT,
+    )
+
+    assert shaped.frame["unit_price"].tolist() == [None, None, None, Decimal("1e3"), None, None]
+    assert shaped.frame["variant_no"].tolist() == [1, 2, 3, 4, 5, 1000]
+    assert shaped.invalid_values == {"unit_price": 4, "variant_no": 2}
+    assert shaped.rows_skipped == 2
+
+
+def test_a_price_numeric_cannot_hold_is_null_not_a_failed_sync(harness):
+    harness.add_account("acct_a", [row(unit_price="1e999999"), row(variant_no=2)])
+
+    result = harness.sync("acct_a")
+
+    assert result.success
+    stored = {row["variant_no"]: row["unit_price"] for row in harness.rows("acct_a")}
+    assert stored == {661821745: None, 2: Decimal("49.00")}
