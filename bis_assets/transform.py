@@ -187,8 +187,14 @@ def _shape(column: Column, values: list[Any], invalid: dict[str, int]) -> pd.Ser
 
 
 def _lost(raw: pd.Series, shaped: pd.Series) -> Shaped:
-    """``shaped`` with how many values ``raw`` had that it turned into NULL."""
-    return shaped, int((raw.notna() & shaped.isna()).sum())
+    """``shaped`` with how many values ``raw`` had that it turned into NULL.
+
+    Only None was missing: pandas also takes NaN for missing, but a NaN
+    from the API is a value that could not be stored.
+    """
+    present = np.fromiter((value is not None for value in raw.tolist()), bool, len(raw))
+
+    return shaped, int((present & shaped.isna().to_numpy()).sum())
 
 
 def _text(values: list[Any], column: Column) -> Shaped:
@@ -303,9 +309,9 @@ def _decimal_or_none(text: str) -> Decimal | None:
 
 
 def _decimals_of_any_values(raw: pd.Series) -> pd.Series:
-    text = raw.where(raw.isna(), raw.astype(str))
+    parsed = [None if value is None else _decimal_or_none(str(value)) for value in raw]
 
-    return text.map(_decimal_or_none, na_action="ignore").astype(object)
+    return pd.Series(parsed, index=raw.index, dtype=object)
 
 
 def _blank_count(raw: pd.Series) -> int:
