@@ -12,8 +12,9 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -35,6 +36,7 @@ DEFAULT_BASE_URL = "https://app.backinstock.org"
 VARIANTS_PATH = "/api/variants"
 RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
 BODY_PREVIEW_CHARS = 200
+PACING_MARGIN = 0.02
 
 log = logging.getLogger(__name__)
 
@@ -139,20 +141,27 @@ class Page:
 
 
 class RequestPacer:
-    """Spaces request starts so that no more than ``per_second`` begin each second."""
+    """Spaces request starts so that no more than ``per_second`` begin each second.
+
+    The spacing keeps a margin of ``PACING_MARGIN``: starts spaced exactly
+    1/``per_second`` apart reach the server a millisecond early or late, and
+    any second it counts could then hold one request too many.
+    """
 
     def __init__(self, per_second: float) -> None:
-        self._interval = 1.0 / per_second
+        self._interval = (1.0 + PACING_MARGIN) / per_second
         self._next_start = 0.0
         self._lock = threading.Lock()
 
     def wait_turn(self) -> None:
+        # The lock is held while sleeping and the next turn counts from when
+        # this one really began: a thread that wakes late delays the others
+        # instead of letting them start right behind it.
         with self._lock:
-            now = time.monotonic()
-            start = max(now, self._next_start)
-            self._next_start = start + self._interval
-        if start > now:
-            time.sleep(start - now)
+            wait = self._next_start - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            self._next_start = time.monotonic() + self._interval
 
 
 class BackInStockClient:
@@ -276,22 +285,30 @@ class BackInStockClient:
         the page size below what was asked, some answer past the end with the
         last page again. So the end is an empty page or a page equal to the
         one before, never merely a short page. Pages are fetched a window at a
-        time: the window starts at one page and doubles up to
-        ``max_in_flight`` while pages come back full, so a small report wastes
-        no requests and a large one is read concurrently.
+        time: the window starts at one page and doubles up to ``max_in_flight``
+        while pages come back full, so a small report wastes no requests. At
+        ``max_in_flight`` the window slides: the next page is asked for as
+        soon as the oldest comes back, so a large report keeps every request
+        slot busy instead of waiting for the slowest page of each window.
         """
         window = 1
         next_page = 1
+        in_flight: deque[Future[Page]] = deque()
         previous: list[dict[str, Any]] = []
         longest = 0
 
         with ThreadPoolExecutor(self.settings.max_in_flight) as pool:
-            while True:
-                numbers = self._next_window(next_page, window)
-                futures = [pool.submit(self.fetch_page, number) for number in numbers]
+            try:
+                while True:
+                    next_page = self._ask_for_pages(pool, in_flight, next_page, window)
+                    if not in_flight:
+                        raise self._error(
+                            PaginationError,
+                            f"more than {self.settings.max_pages} pages; raise max_pages "
+                            "if the account is really that large",
+                        )
 
-                for future in futures:
-                    page = future.result()
+                    page = in_flight.popleft().result()
                     if page.rows and page.rows == previous:
                         self._check_page_is_honoured(page)
                         log.info(
@@ -299,27 +316,29 @@ class BackInStockClient:
                             self.account_id, page.number, page.number - 1,
                         )
                     if not page.rows or page.rows == previous:
-                        _cancel(futures)
                         return
                     yield page
 
                     previous = page.rows
                     longest = max(longest, len(page.rows))
+                    if len(page.rows) < longest:
+                        window = 1  # likely the last page: ask for one more, not a window
+                    elif not in_flight:
+                        window = min(window * 2, self.settings.max_in_flight)
+            finally:
+                _cancel(in_flight)
 
-                next_page += len(numbers)
-                # A short page is likely the last: ask for one more, not a window.
-                full = len(previous) >= longest
-                window = min(window * 2, self.settings.max_in_flight) if full else 1
+    def _ask_for_pages(
+        self, pool: ThreadPoolExecutor, in_flight: deque, first: int, window: int
+    ) -> int:
+        """Ask for pages from ``first`` while the window has room; the next to ask."""
+        if in_flight and window < self.settings.max_in_flight:
+            return first  # a growing window is asked for whole, once the last came back
+        while len(in_flight) < window and first <= self.settings.max_pages:
+            in_flight.append(pool.submit(self.fetch_page, first))
+            first += 1
 
-    def _next_window(self, first: int, size: int) -> range:
-        if first > self.settings.max_pages:
-            raise self._error(
-                PaginationError,
-                f"more than {self.settings.max_pages} pages; raise max_pages "
-                "if the account is really that large",
-            )
-
-        return range(first, min(first + size - 1, self.settings.max_pages) + 1)
+        return first
 
     def _check_page_is_honoured(self, repeated: Page) -> None:
         """Tell a server that ignores ``page`` from a report that fits on one page.
@@ -337,7 +356,7 @@ class BackInStockClient:
             )
 
 
-def _cancel(futures: list) -> None:
+def _cancel(futures: Iterable[Future]) -> None:
     for future in futures:
         future.cancel()
 

@@ -84,7 +84,8 @@ def shape_rows(
     )
 
     identified = frame["product_id"].notna() & frame["variant_no"].notna()
-    frame = frame.loc[identified].reset_index(drop=True)
+    if not identified.all():
+        frame = frame.loc[identified].reset_index(drop=True)
 
     frame["__source_id"] = pd.Series([source_id] * len(frame), dtype=object)
     frame["_account_id"] = pd.Series([account_id] * len(frame), dtype=object)
@@ -93,8 +94,12 @@ def shape_rows(
         pd.Timestamp(synced_at).tz_convert("UTC"), index=frame.index
     ).astype("datetime64[us, UTC]")
 
-    colliding = colliding_keys(frame)
-    deduplicated = frame.drop_duplicates(SYNC_KEY_COLUMN, keep="last")
+    colliding: dict[str, int] = {}
+    deduplicated = frame
+    # Hashing a million keys costs; the two passes below only when a key repeats.
+    if frame[SYNC_KEY_COLUMN].duplicated().any():
+        colliding = colliding_keys(frame)
+        deduplicated = frame.drop_duplicates(SYNC_KEY_COLUMN, keep="last")
     deduplicated = deduplicated.reset_index(drop=True)[[c.name for c in FRAME_COLUMNS]]
 
     return ShapedRows(

@@ -34,7 +34,7 @@ from bis_assets.errors import WarehouseError
 
 DEFAULT_SCHEMA = "back_in_stock"
 DEFAULT_TABLE = "notifications"
-COPY_CHUNK_ROWS = 200_000
+COPY_CHUNK_ROWS = 50_000  # about 50 MiB of Python strings at a time
 STAGING_TABLE = "bis_staging"
 
 # COPY's text format: backslash escapes, \N for NULL. Escaping the four
@@ -347,10 +347,18 @@ def _mark_deleted(
         key=sql.Identifier(SYNC_KEY_COLUMN),
         deleted_at=sql.Identifier(DELETED_AT.name),
     )
+    # Right after a first sync the planner takes the account for a few rows
+    # and checks each against all of staging: hours for a 100k-row account.
+    # A hash anti join is linear whatever it thinks.
+    cursor.execute("SELECT current_setting('enable_nestloop')")
+    (nestloop,) = cursor.fetchone()
+    cursor.execute("SET LOCAL enable_nestloop = off")
     cursor.execute(statement, {"synced_at": synced_at, "accounts": list(live_before)})
+    gone_by_account = cursor.fetchall()
+    cursor.execute("SELECT set_config('enable_nestloop', %s, true)", (nestloop,))
 
     marked = 0
-    for account, gone in cursor.fetchall():
+    for account, gone in gone_by_account:
         tracked = live_before[account]
         if gone > max_share * tracked:
             raise WarehouseError(
@@ -372,8 +380,9 @@ def copy_chunks(frame: pd.DataFrame, chunk_rows: int = COPY_CHUNK_ROWS) -> Itera
         fields = [_copy_field(part[column.name], column) for column in FRAME_COLUMNS]
         # Plain lists and str.join: pandas' str.cat over object Series is far slower.
         lines = map("\t".join, zip(*fields, strict=True))
-
-        yield ("\n".join(lines) + "\n").encode("utf-8")
+        # Encoded line by line: one emoji would make a joined str four bytes a
+        # character, the whole chunk long.
+        yield b"\n".join(map(str.encode, lines)) + b"\n"
 
 
 def _copy_field(values: pd.Series, column: Column) -> list[str]:
