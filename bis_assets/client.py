@@ -212,9 +212,16 @@ class BackInStockClient:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def fetch_page(self, number: int, per_page: int | None = None) -> Page:
-        """One page of the report; raises an ``ApiError`` naming the account."""
+    def fetch_page(
+        self, number: int, per_page: int | None = None, sort: str | None = None
+    ) -> Page:
+        """One page of the report, newest first by ``sort`` if given.
+
+        Raises an ``ApiError`` that names the account.
+        """
         params = {"page": number, "per_page": per_page or self.settings.per_page}
+        if sort:
+            params |= {"sort": sort, "order": "desc"}
         timeout = (self.settings.connect_timeout, self.settings.read_timeout)
         self._pacer.wait_turn()
         started = time.monotonic()

@@ -13,7 +13,6 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-import requests
 from dagster import (
     AddDynamicPartitionsRequest,
     DagsterInstance,
@@ -32,8 +31,8 @@ from dagster import (
 from dagster._utils.error import SerializableErrorInfo
 
 from bis_assets.accounts import Account, AccountsFileError
-from bis_assets.client import BackInStockClient, RetryAfterTooLong
-from bis_assets.errors import RetryableApiError, SyncError
+from bis_assets.client import BackInStockClient
+from bis_assets.errors import SyncError
 from bis_assets.jobs import sync_job
 from bis_assets.partitions import account_partitions, partition_changes
 from bis_assets.resources import AccountsResource, BackInStockResource
@@ -211,18 +210,7 @@ def _probe(back_in_stock: BackInStockResource, account: Account) -> str | None:
 
 def newest_addition(client: BackInStockClient) -> str | None:
     """The report's newest notification_last_added_at, from one row sorted newest first."""
-    # The client pages in the server's order only; until it can sort, this
-    # asks through its session (same auth, retries and timeouts) and parser.
-    params = {"sort": WATERMARK_FIELD, "order": "desc", "per_page": 1, "page": 1}
-    timeout = (client.settings.connect_timeout, client.settings.read_timeout)
-    try:
-        response = client._session.get(client._url, params=params, timeout=timeout)
-    except (RetryAfterTooLong, requests.RequestException) as exc:
-        raise RetryableApiError(
-            client.account_id, f"the change probe failed: {type(exc).__name__}"
-        ) from None
-
-    rows = client._rows_from(response, 1)
+    rows = client.fetch_page(1, per_page=1, sort=WATERMARK_FIELD).rows
     newest = rows[0].get(WATERMARK_FIELD) if rows else None
 
     return str(newest) if newest else None
