@@ -1,23 +1,30 @@
 """What the benchmarks share: scratch databases, synthetic frames, a stopwatch."""
 
+import atexit
+import functools
 import itertools
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pandas as pd
 import psycopg2
 from psycopg2 import sql
 from psycopg2.extensions import make_dsn, parse_dsn
+from sqlalchemy.engine import URL
 
 from bis_assets.api_server import iter_synthetic_rows
+from bis_assets.embedded import start_embedded
 from bis_assets.transform import shape_rows
 
 ADMIN_URL_ENV = "BIS_BENCH_ADMIN_URL"
-ADMIN_URL = os.environ.get(ADMIN_URL_ENV, "postgresql://postgres@127.0.0.1:5432/postgres")
+MACHINE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DATABASE_PREFIX = "bis_bench_"
 SYNCED_AT = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -32,15 +39,48 @@ class Database:
 
     @property
     def dsn(self) -> str:
-        return make_dsn(ADMIN_URL, dbname=self.name)
+        return make_dsn(admin_url(), dbname=self.name)
 
     @property
     def sqlalchemy_url(self) -> str:
-        parts = parse_dsn(ADMIN_URL)
+        parts = parse_dsn(admin_url())
         host = parts.get("host", "127.0.0.1")
-        port = parts.get("port", "5432")
+        socket = host.startswith("/")  # an embedded server listens on a socket only
+        url = URL.create(
+            "postgresql+psycopg2",
+            username=parts.get("user"),
+            password=parts.get("password"),
+            host=None if socket else host,
+            port=None if socket else int(parts.get("port", 5432)),
+            database=self.name,
+            query={"host": host} if socket else {},
+        )
 
-        return f"postgresql+psycopg2://{parts.get('user', 'postgres')}@{host}:{port}/{self.name}"
+        return url.render_as_string(hide_password=False)
+
+
+@functools.cache
+def admin_url() -> str:
+    """``$BIS_BENCH_ADMIN_URL``, else the machine's server, else an embedded one."""
+    if configured := os.environ.get(ADMIN_URL_ENV):
+        return configured
+    try:
+        psycopg2.connect(MACHINE_URL, connect_timeout=2).close()
+        return MACHINE_URL
+    except psycopg2.OperationalError:
+        pass
+
+    folder = Path(tempfile.mkdtemp(prefix="bis-bench-pg-"))
+    server = start_embedded(folder)
+    atexit.register(_remove_embedded, server, folder)
+    print(f"no PostgreSQL answers at {MACHINE_URL}: an embedded one runs in {folder}")
+
+    return server.url("postgres")
+
+
+def _remove_embedded(server, folder: Path) -> None:
+    server.stop()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextmanager
@@ -59,7 +99,7 @@ def scratch_database(label: str) -> Iterator[Database]:
 
 
 def _admin(statement: sql.Composable) -> None:
-    connection = psycopg2.connect(ADMIN_URL)
+    connection = psycopg2.connect(admin_url())
     connection.autocommit = True
     try:
         with connection.cursor() as cursor:

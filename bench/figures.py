@@ -140,7 +140,8 @@ def shape_table(shape: ShapeResult, load: list[LoadResult]) -> Table:
         ["rows", "shape_rows s", "cpu s", "ours load s (empty table)", "share of the load"],
         [[rows_label(shape.rows), seconds(shape.seconds), seconds(shape.cpu_seconds),
           seconds(ours.empty_seconds), ratio(shape.seconds / ours.empty_seconds)]],
-        ["Rows already in memory (a list of dicts as the client yields them); "
+        ["Rows already in memory (a list of dicts as the client yields them); best of three "
+         "runs, against the single empty-table load of the load table. "
          "`python -m bench.shape --rows N --profile` shows where the time goes."],
     )
 
@@ -177,12 +178,14 @@ def memory_table(results: list[MemoryResult]) -> Table:
 def memory_goals(results: list[MemoryResult]) -> list[Goal]:
     largest = results[-1]
     slopes = [_slope(a, b) for a, b in zip(results, results[1:], strict=False)]
-    linear = len(slopes) < 2 or min(slopes) > 0 and max(slopes) / min(slopes) <= 3 / 2
+    # Fixed costs (imports aside) make the first slope the steeper; what must not
+    # happen is a later slope well above an earlier one: growth faster than linear.
+    linear = len(slopes) < 2 or min(slopes) > 0 and slopes[-1] <= 1.5 * slopes[0]
 
     return [
         Goal(f"peak RSS, {rows_label(largest.rows)} rows", "<= 1.5 GiB",
              f"{largest.peak_bytes / 2**30:.2f} GiB", largest.peak_bytes <= PEAK_GOAL_BYTES),
-        Goal("memory grows linearly", "slopes within 1.5x of each other",
+        Goal("memory grows linearly, no faster", "last slope <= 1.5x the first",
              " vs ".join(f"{slope:.0f}" for slope in slopes) + " MiB per 100k rows", linear),
     ]
 

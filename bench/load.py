@@ -16,7 +16,7 @@ import pandas as pd
 import psycopg2
 from psycopg2 import sql
 
-from bench.common import ADMIN_URL, Stopwatch, scratch_database
+from bench.common import Stopwatch, admin_url, scratch_database
 from bench.loaders import LOADERS, Loader, Target
 from bis_assets.columns import SYNCED_AT_COLUMN
 from bis_assets.warehouse import TableName, ensure_table
@@ -105,7 +105,7 @@ def _recreate(target: Target) -> None:
 
 
 def _checkpoint() -> None:
-    _autocommit("CHECKPOINT", ADMIN_URL)
+    _autocommit("CHECKPOINT", admin_url())
 
 
 def _vacuum(target: Target) -> None:

@@ -1,7 +1,7 @@
 """Run every benchmark, print the report and write it to bench/results/.
 
-``python -m bench`` is the full run (up to a million rows, about half an
-hour); ``python -m bench --quick`` is sized for CI (under three minutes) and
+``python -m bench`` is the full run (up to a million rows, about twenty
+minutes); ``python -m bench --quick`` is sized for CI (under three minutes) and
 exits non-zero when ours is not the fastest upserting loader at some size,
 when concurrent paging is slower than sequential, or when a benchmark fails.
 """
@@ -186,10 +186,10 @@ def _write(plan: Plan, outcome: Outcome, elapsed: float) -> str:
 def _server_version() -> str:
     import psycopg2
 
-    from bench.common import ADMIN_URL
+    from bench.common import admin_url
 
     try:
-        connection = psycopg2.connect(ADMIN_URL)
+        connection = psycopg2.connect(admin_url())
     except psycopg2.Error:
         return "PostgreSQL unreachable"
     try:

@@ -160,17 +160,22 @@ def colliding_keys(frame: pd.DataFrame) -> dict[str, int]:
 def _columns_of(rows: Iterable[Mapping[str, Any]]) -> dict[str, list[Any]]:
     """Column lists from row dicts, keeping Python ints exact (no float detour).
 
-    A batch of rows at a time, one list comprehension per column: a third of
-    the cost of appending value by value, and a generator is still read once.
+    A batch of rows at a time, column by column, with ``dict.get`` mapped
+    over the batch in C: a quarter of the cost of appending value by value,
+    and a generator is still read once. Other mappings go through ``get``.
     """
     values: dict[str, list[Any]] = {column.name: [] for column in SOURCE_COLUMNS}
     remaining = iter(rows)
     while batch := list(itertools.islice(remaining, _ROWS_PER_BATCH)):
+        get = dict.get if _types(batch) == {dict} else _get
         for column in SOURCE_COLUMNS:
-            source = column.source
-            values[column.name].extend([row.get(source) for row in batch])
+            values[column.name].extend(map(get, batch, itertools.repeat(column.source)))
 
     return values
+
+
+def _get(row: Mapping[str, Any], key: str) -> Any:
+    return row.get(key)
 
 
 def _types(values: list[Any]) -> set[type]:
