@@ -21,7 +21,8 @@ MACHINE_POSTGRES_URL = os.environ.get(
 _database_numbers = itertools.count()
 
 
-def _machine_postgres_answers() -> bool:
+def machine_postgres_answers() -> bool:
+    """Whether the machine's PostgreSQL at ``MACHINE_POSTGRES_URL`` takes a connection."""
     try:
         psycopg2.connect(MACHINE_POSTGRES_URL, connect_timeout=2).close()
     except psycopg2.OperationalError:
@@ -46,7 +47,7 @@ def embedded_admin_url() -> Iterator[str]:
 def admin_url(request: pytest.FixtureRequest) -> str:
     """The maintenance database of each server the suite runs against."""
     if request.param == "machine":
-        if not _machine_postgres_answers():
+        if not machine_postgres_answers():
             pytest.skip(f"no PostgreSQL answers at {MACHINE_POSTGRES_URL}")
         return MACHINE_POSTGRES_URL
 

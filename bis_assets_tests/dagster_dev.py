@@ -28,7 +28,11 @@ from bis_assets.api_server import BackInStockServer
 from bis_assets.api_server.catalog import storefront_rows
 from bis_assets.checks import NOTIFICATIONS_CHECKS
 from bis_assets.embedded import create_database
-from bis_assets_tests.conftest import MACHINE_POSTGRES_URL, write_accounts_file
+from bis_assets_tests.conftest import (
+    MACHINE_POSTGRES_URL,
+    machine_postgres_answers,
+    write_accounts_file,
+)
 
 PROJECT = Path(__file__).resolve().parents[1]
 ACCOUNTS = ("stanley1913", "outdoor")
@@ -229,15 +233,6 @@ def _drop_database(admin_url: str, name: str) -> None:
     connection.close()
 
 
-def _machine_postgres_answers() -> bool:
-    try:
-        psycopg2.connect(MACHINE_POSTGRES_URL, connect_timeout=2).close()
-    except psycopg2.OperationalError:
-        return False
-
-    return True
-
-
 def _start_site(workdir: Path, cleanups: list[Callable[[], None]]) -> DagsterSite:
     """Databases, API server, DAGSTER_HOME and dagster dev; then both accounts synced."""
     databases = {role: f"bis_dev_{role}_{os.getpid()}" for role in ("storage", "warehouse")}
@@ -338,7 +333,7 @@ def dagster_site_fixture(
     """One synced ``dagster dev`` site for the whole session, shared by test modules."""
     # Each module that imports this fixture gets its own copy of it; the
     # stash keeps the site single, and the session's end takes it down.
-    if not _machine_postgres_answers():
+    if not machine_postgres_answers():
         pytest.skip(f"dagster dev needs PostgreSQL storage; none answers at {MACHINE_POSTGRES_URL}")
     stash = request.config.stash
     if _slot_key not in stash:
