@@ -57,8 +57,8 @@ def back_in_stock_notifications(
     moved: list[str] = []
     pages = 0
 
-    for account_id in context.partition_keys:
-        account = accounts.get(account_id)
+    for account in accounts.select(context.partition_keys):
+        account_id = account.id
         with back_in_stock.client_for(account) as client:
             context.log.info(f"account {account_id}: reading {client!r}")
             progress = _Progress()

@@ -2,6 +2,7 @@
 
 import dataclasses
 import os
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 
@@ -85,14 +86,16 @@ class AccountsResource(ConfigurableResource):
     def load(self) -> dict[str, Account]:
         return load_accounts(Path(self.path) if self.path else accounts_file())
 
-    def get(self, account_id: str) -> Account:
+    def select(self, account_ids: Sequence[str]) -> list[Account]:
+        """The accounts of ``account_ids``, in that order, from one read of the file."""
         accounts = self.load()
-        if account_id not in accounts:
-            raise ConfigurationError(
-                account_id, f"not in the accounts file {self.path or accounts_file()}"
-            )
+        for account_id in account_ids:
+            if account_id not in accounts:
+                raise ConfigurationError(
+                    account_id, f"not in the accounts file {self.path or accounts_file()}"
+                )
 
-        return accounts[account_id]
+        return [accounts[account_id] for account_id in account_ids]
 
 
 class WarehouseResource(ConfigurableResource):
