@@ -87,19 +87,20 @@ def _remove_embedded(server, folder: Path) -> None:
 def scratch_database(label: str) -> Iterator[Database]:
     """A new empty database ``bis_bench_<label>_…``, dropped when the block ends."""
     database = Database(f"{DATABASE_PREFIX}{label}_{os.getpid()}_{next(_database_numbers)}")
-    _admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database.name)))
+    autocommit(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database.name)))
     try:
         yield database
     finally:
-        _admin(
+        autocommit(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
                 sql.Identifier(database.name)
             )
         )
 
 
-def _admin(statement: sql.Composable) -> None:
-    connection = psycopg2.connect(admin_url())
+def autocommit(statement: sql.Composable | str, dsn: str | None = None) -> None:
+    """Run one statement outside a transaction, on ``dsn`` or the admin database."""
+    connection = psycopg2.connect(dsn or admin_url())
     connection.autocommit = True
     try:
         with connection.cursor() as cursor:

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import pandas as pd
-import psycopg2
 from psycopg2 import sql
 
-from bench.common import Stopwatch, admin_url, scratch_database
+from bench.common import Stopwatch, autocommit, scratch_database
 from bench.loaders import LOADERS, Loader, Target
 from bis_assets.columns import SYNCED_AT_COLUMN
 from bis_assets.warehouse import TableName, ensure_table
@@ -105,22 +104,12 @@ def _recreate(target: Target) -> None:
 
 
 def _checkpoint() -> None:
-    _autocommit("CHECKPOINT", admin_url())
+    autocommit("CHECKPOINT")
 
 
 def _vacuum(target: Target) -> None:
     statement = sql.SQL("VACUUM (ANALYZE) {}").format(target.table.identifier)
-    _autocommit(statement, target.dsn)
-
-
-def _autocommit(statement, dsn: str) -> None:
-    connection = psycopg2.connect(dsn)
-    connection.autocommit = True
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(statement)
-    finally:
-        connection.close()
+    autocommit(statement, target.dsn)
 
 
 def _counters(target: Target) -> tuple[int, int]:
