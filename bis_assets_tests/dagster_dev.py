@@ -183,6 +183,24 @@ mutation($params: LaunchBackfillParams!) {
 }
 """
 
+LAUNCH_RUN_MUTATION = """
+mutation($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+  }
+}
+"""
+
+RUN_QUERY = """
+query($id: ID!) {
+  runOrError(runId: $id) {
+    ... on Run { status startTime endTime stepStats { stepKey startTime endTime } }
+  }
+}
+"""
+
 BACKFILL_QUERY = """
 query($id: String!) {
   partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill { status } }
@@ -208,6 +226,37 @@ def finished(dev: DagsterDev, chosen: Callable[[dict], bool], count: int) -> lis
     return done if len(done) >= count else None
 
 
+def launch_sync(dev: DagsterDev, account: str) -> str:
+    """Queue a run of the sync job for ``account``, as the UI's launchpad does."""
+    selector = {
+        "repositoryLocationName": "bis_assets.definitions",
+        "repositoryName": "__repository__",
+        "jobName": "sync_back_in_stock",
+    }
+    tags = [{"key": "dagster/partition", "value": account}]
+    launched = dev.graphql(
+        LAUNCH_RUN_MUTATION,
+        params={"selector": selector, "executionMetadata": {"tags": tags}},
+    )["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+
+    return launched["run"]["runId"]
+
+
+def run_details(dev: DagsterDev, run_id: str) -> dict[str, Any]:
+    """A run's status, start and end, and its steps' start and end."""
+    return dev.graphql(RUN_QUERY, id=run_id)["runOrError"]
+
+
+def ended(dev: DagsterDev, run_ids: list[str]) -> list[dict[str, Any]] | None:
+    """The details of every run in ``run_ids`` once all have ended."""
+    details = [run_details(dev, run_id) for run_id in run_ids]
+    if all(run["status"] in ("SUCCESS", "FAILURE", "CANCELED") for run in details):
+        return details
+
+    return None
+
+
 @dataclass
 class DagsterSite:
     """A running ``dagster dev`` whose two accounts have been synced."""
@@ -216,6 +265,24 @@ class DagsterSite:
     api: BackInStockServer
     backfill_id: str
     storage_url: str
+    storage_admin_url: str  # the maintenance database of the storage's server
+    storage_database: str
+
+
+def drop_connections(admin_url: str, database: str) -> int:
+    """End every session on ``database``, as a server restart or failover would."""
+    connection = psycopg2.connect(admin_url)
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (database,),
+            )
+            return cursor.fetchone()[0]
+    finally:
+        connection.close()
 
 
 def _fresh_database(admin_url: str, name: str) -> str:
@@ -271,7 +338,9 @@ def _start_site(workdir: Path, cleanups: list[Callable[[], None]]) -> DagsterSit
     dev.start()
     backfill_id = _sync_both_accounts(dev)
 
-    return DagsterSite(dev, api, backfill_id, storage_url)
+    return DagsterSite(
+        dev, api, backfill_id, storage_url, MACHINE_POSTGRES_URL, databases["storage"]
+    )
 
 
 def _sync_both_accounts(dev: DagsterDev) -> str:

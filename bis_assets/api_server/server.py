@@ -164,7 +164,7 @@ class _Handler(BaseHTTPRequestHandler):
         fault = app._take_fault(query.page, account.name) or Fault(status=200)
         if fault.reset or fault.body is not None or fault.status != 200:
             return self._send_fault(app, fault)
-        if not app._pause(fault.hang):
+        if not app._hang(fault.hang):
             return self._drop()
 
         if account.script is not None:
@@ -253,6 +253,7 @@ class BackInStockServer:
         self._faults: list[Fault] = []
         self._log: list[RequestRecord] = []
         self._connections: set[socket.socket] = set()
+        self._hanging = 0
         self._stopping = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -351,6 +352,24 @@ class BackInStockServer:
         """Forget every logged request."""
         with self._lock:
             self._log.clear()
+
+    @property
+    def hanging_requests(self) -> int:
+        """How many requests a fault's ``hang`` is holding right now."""
+        with self._lock:
+            return self._hanging
+
+    def _hang(self, seconds: float) -> bool:
+        """``_pause`` for a fault's hang, counted in ``hanging_requests``."""
+        if not seconds:
+            return True
+        with self._lock:
+            self._hanging += 1
+        try:
+            return self._pause(seconds)
+        finally:
+            with self._lock:
+                self._hanging -= 1
 
     def _pause(self, seconds: float) -> bool:
         """Sleep up to ``seconds``; False when the server stopped meanwhile."""
