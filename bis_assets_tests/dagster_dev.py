@@ -1,9 +1,9 @@
 """A real ``dagster dev`` for tests: webserver and daemon on PostgreSQL storage.
 
 The site is made once per test session, whichever test module asks first:
-two accounts on our API server, fresh databases on the machine's PostgreSQL,
-a DAGSTER_HOME holding a copy of the project's ``dagster.yaml``, and both
-accounts synced by the daemon. Every process started here stops by itself.
+two accounts on our API server, fresh databases on the machine's PostgreSQL (on
+the embedded one where none answers), a DAGSTER_HOME holding a copy of the
+project's ``dagster.yaml``, and both accounts synced by the daemon. Every process started here stops by itself.
 """
 
 import os
@@ -300,12 +300,14 @@ def _drop_database(admin_url: str, name: str) -> None:
     connection.close()
 
 
-def _start_site(workdir: Path, cleanups: list[Callable[[], None]]) -> DagsterSite:
+def _start_site(
+    workdir: Path, admin_url: str, cleanups: list[Callable[[], None]]
+) -> DagsterSite:
     """Databases, API server, DAGSTER_HOME and dagster dev; then both accounts synced."""
     databases = {role: f"bis_dev_{role}_{os.getpid()}" for role in ("storage", "warehouse")}
-    urls = {role: _fresh_database(MACHINE_POSTGRES_URL, name) for role, name in databases.items()}
+    urls = {role: _fresh_database(admin_url, name) for role, name in databases.items()}
     for name in databases.values():
-        cleanups.append(lambda name=name: _drop_database(MACHINE_POSTGRES_URL, name))
+        cleanups.append(lambda name=name: _drop_database(admin_url, name))
 
     api = BackInStockServer().start()
     cleanups.append(api.stop)
@@ -317,11 +319,7 @@ def _start_site(workdir: Path, cleanups: list[Callable[[], None]]) -> DagsterSit
     home = workdir / "dagster_home"
     home.mkdir()
     shutil.copy(PROJECT / "dagster.yaml", home / "dagster.yaml")
-    storage = parse_dsn(urls["storage"])
-    storage_url = (
-        f"postgresql+psycopg2://{storage['user']}@{storage['host']}:{storage['port']}"
-        f"/{storage['dbname']}"
-    )
+    storage_url = _sqlalchemy_url(urls["storage"])
     env = {
         **{name: value for name, value in os.environ.items() if not name.startswith("BIS_")},
         "DAGSTER_HOME": str(home),
@@ -339,8 +337,18 @@ def _start_site(workdir: Path, cleanups: list[Callable[[], None]]) -> DagsterSit
     backfill_id = _sync_both_accounts(dev)
 
     return DagsterSite(
-        dev, api, backfill_id, storage_url, MACHINE_POSTGRES_URL, databases["storage"]
+        dev, api, backfill_id, storage_url, admin_url, databases["storage"]
     )
+
+
+def _sqlalchemy_url(dsn: str) -> str:
+    """The psycopg2 URL SQLAlchemy needs for ``dsn``, over TCP or a Unix socket."""
+    parts = parse_dsn(dsn)
+    if parts["host"].startswith("/"):
+        return f"postgresql+psycopg2://{parts['user']}@/{parts['dbname']}?host={parts['host']}"
+    port = parts.get("port", "5432")
+
+    return f"postgresql+psycopg2://{parts['user']}@{parts['host']}:{port}/{parts['dbname']}"
 
 
 def _sync_both_accounts(dev: DagsterDev) -> str:
@@ -402,14 +410,19 @@ def dagster_site_fixture(
     """One synced ``dagster dev`` site for the whole session, shared by test modules."""
     # Each module that imports this fixture gets its own copy of it; the
     # stash keeps the site single, and the session's end takes it down.
-    if not machine_postgres_answers():
-        pytest.skip(f"dagster dev needs PostgreSQL storage; none answers at {MACHINE_POSTGRES_URL}")
     stash = request.config.stash
     if _slot_key not in stash:
         slot = stash[_slot_key] = _SiteSlot()
-        request.config.add_cleanup(slot.clean_up)
+        request.addfinalizer(slot.clean_up)  # before the servers it uses stop
         try:
-            slot.site = _start_site(tmp_path_factory.mktemp("dagster_dev"), slot.cleanups)
+            # The machine's PostgreSQL where one answers, else our embedded one.
+            admin_url = (
+                MACHINE_POSTGRES_URL
+                if machine_postgres_answers()
+                else request.getfixturevalue("embedded_admin_url")
+            )
+            workdir = tmp_path_factory.mktemp("dagster_dev")
+            slot.site = _start_site(workdir, admin_url, slot.cleanups)
         except Exception as exc:
             slot.failure = f"{type(exc).__name__}: {exc}"
             raise
