@@ -16,7 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 ACCOUNTS_FILE_ENV = "BIS_ACCOUNTS_FILE"
 DEMO_ACCOUNTS_FILE = Path(__file__).with_name("accounts.yaml")
 ACCOUNT_ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+# The name must say TOKEN: that keeps out variables such as PATH, whose value
+# would go to the API as a token, and tokens pasted where the name belongs.
 TOKEN_ENV_PATTERN = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
+TOKEN_ENV_MARK = "TOKEN"
 
 
 class Account(BaseModel):
@@ -42,11 +45,12 @@ class Account(BaseModel):
     @field_validator("token_env")
     @classmethod
     def _env_name(cls, value: str) -> str:
-        if not TOKEN_ENV_PATTERN.fullmatch(value):
+        if not TOKEN_ENV_PATTERN.fullmatch(value) or TOKEN_ENV_MARK not in value:
             # Not echoed: a token pasted here by mistake must not reach a log.
             raise ValueError(
-                "token_env must name an environment variable (upper-case letters, "
-                "digits, _), not hold the token itself"
+                "token_env must name an environment variable of upper-case letters, "
+                f"digits and _ that says {TOKEN_ENV_MARK} (e.g. BIS_TOKEN_MYSTORE), "
+                "not hold the token itself"
             )
         return value
 
@@ -84,10 +88,20 @@ def load_accounts(path: Path | None = None) -> dict[str, Account]:
         document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise AccountsFileError(f"cannot read accounts file {path}: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise AccountsFileError(
+            f"accounts file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
+        ) from None
 
     entries = document.get("accounts") if isinstance(document, dict) else None
     if not isinstance(entries, list):
         raise AccountsFileError(f"{path}: expected a top-level 'accounts:' list")
+    if not entries:
+        # An emptied or truncated file would otherwise remove every partition.
+        raise AccountsFileError(
+            f"{path}: the 'accounts:' list is empty; list at least one account "
+            "(to stop syncing altogether, stop the schedule and sensors instead)"
+        )
 
     accounts: dict[str, Account] = {}
     for position, entry in enumerate(entries, start=1):
@@ -98,9 +112,20 @@ def load_accounts(path: Path | None = None) -> dict[str, Account]:
                 f"{'.'.join(map(str, error['loc'])) or 'entry'}: {error['msg']}"
                 for error in exc.errors()
             )
-            raise AccountsFileError(f"{path}: account #{position}: {details}") from None
+            raise AccountsFileError(
+                f"{path}: account #{position}{_named(entry)}: {details}"
+            ) from None
         if account.id in accounts:
             raise AccountsFileError(f"{path}: account id {account.id!r} appears twice")
         accounts[account.id] = account
 
     return accounts
+
+
+def _named(entry: object) -> str:
+    """`` (id 'x')`` for an entry whose id can be shown, else nothing."""
+    account_id = entry.get("id") if isinstance(entry, dict) else None
+    if isinstance(account_id, str) and ACCOUNT_ID_PATTERN.fullmatch(account_id):
+        return f" (id {account_id!r})"
+
+    return ""

@@ -3,7 +3,8 @@
 The site is made once per test session, whichever test module asks first:
 two accounts on our API server, fresh databases on the machine's PostgreSQL (on
 the embedded one where none answers), a DAGSTER_HOME holding a copy of the
-project's ``dagster.yaml``, and both accounts synced by the daemon. Every process started here stops by itself.
+project's ``dagster.yaml``, and both accounts synced by the daemon. Every
+process started here stops by itself.
 """
 
 import os

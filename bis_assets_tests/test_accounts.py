@@ -23,11 +23,12 @@ def test_the_demo_accounts_file_is_valid():
 @pytest.mark.parametrize(
     ("entry", "message"),
     [
-        ("{id: 'a b', source_id: s, token_env: T}", "#1: id: Value error, account id 'a b'"),
-        ("{id: \"x'; drop\", source_id: s, token_env: T}", "must match"),
-        ("{id: a, source_id: s}", "#1: token_env: Field required"),
-        ("{id: a, source_id: s, token_env: T, extra: 1}", "extra: Extra inputs"),
-        ("{id: a, source_id: \"s\\0\", token_env: T}", "source_id must not hold control"),
+        ("{id: 'a b', source_id: s, token_env: A_TOKEN}", "#1: id: Value error, account id 'a b'"),
+        ("{id: \"x'; drop\", source_id: s, token_env: A_TOKEN}", "must match"),
+        ("{id: a, source_id: s}", "#1 \\(id 'a'\\): token_env: Field required"),
+        ("{id: a, source_id: s, token_env: PATH}", "token_env must name .* says TOKEN"),
+        ("{id: a, source_id: s, token_env: A_TOKEN, extra: 1}", "extra: Extra inputs"),
+        ("{id: a, source_id: \"s\\0\", token_env: A_TOKEN}", "source_id must not hold control"),
     ],
 )
 def test_invalid_entries_are_named(tmp_path, entry, message):
@@ -37,8 +38,23 @@ def test_invalid_entries_are_named(tmp_path, entry, message):
         load_accounts(path)
 
 
+def test_an_empty_list_is_refused_rather_than_removing_every_account(tmp_path):
+    path = accounts_file(tmp_path, "accounts: []\n")
+
+    with pytest.raises(AccountsFileError, match="'accounts:' list is empty"):
+        load_accounts(path)
+
+
+def test_a_file_that_is_not_utf8_is_named(tmp_path):
+    path = tmp_path / "accounts.yaml"
+    path.write_bytes(b"accounts:\n  - {id: caf\xe9, source_id: s, token_env: A_TOKEN}\n")
+
+    with pytest.raises(AccountsFileError, match=f"{path} is not UTF-8 text \\(byte 21\\)"):
+        load_accounts(path)
+
+
 def test_duplicate_ids_are_refused(tmp_path):
-    entry = "{id: a, source_id: s, token_env: T}"
+    entry = "{id: a, source_id: s, token_env: A_TOKEN}"
     path = accounts_file(tmp_path, f"accounts:\n  - {entry}\n  - {entry}\n")
 
     with pytest.raises(AccountsFileError, match="'a' appears twice"):
@@ -49,8 +65,9 @@ def test_duplicate_ids_are_refused(tmp_path):
     ("field", "secret"),
     [
         ("token_env: shpat_1f2e3d4c5b6a", "shpat_1f2e3d4c5b6a"),
-        ("token_env: T, base_url: 'https://user:pw-secret@host.example'", "pw-secret"),
-        ("token_env: T, base_url: '127.0.0.1:tok-secret@host'", "tok-secret"),
+        ("token_env: SHPAT9F8E7D6C5B4A3", "SHPAT9F8E7D6C5B4A3"),
+        ("token_env: A_TOKEN, base_url: 'https://user:pw-secret@host.example'", "pw-secret"),
+        ("token_env: A_TOKEN, base_url: '127.0.0.1:tok-secret@host'", "tok-secret"),
     ],
 )
 def test_a_secret_in_the_wrong_field_is_refused_without_being_echoed(tmp_path, field, secret):
