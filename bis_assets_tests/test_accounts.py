@@ -49,7 +49,7 @@ def test_a_file_that_is_not_utf8_is_named(tmp_path):
     path = tmp_path / "accounts.yaml"
     path.write_bytes(b"accounts:\n  - {id: caf\xe9, source_id: s, token_env: A_TOKEN}\n")
 
-    with pytest.raises(AccountsFileError, match=f"{path} is not UTF-8 text \\(byte 21\\)"):
+    with pytest.raises(AccountsFileError, match=f"{path} is not UTF-8 text \\(byte 22\\)"):
         load_accounts(path)
 
 
