@@ -77,8 +77,17 @@ class AccountsFileError(ValueError):
 
 
 def accounts_file() -> Path:
-    """The accounts file in use: ``$BIS_ACCOUNTS_FILE``, else the demo accounts."""
-    return Path(os.environ.get(ACCOUNTS_FILE_ENV) or DEMO_ACCOUNTS_FILE)
+    """The accounts file in use: ``$BIS_ACCOUNTS_FILE``."""
+    path = os.environ.get(ACCOUNTS_FILE_ENV)
+    if not path:
+        # Never the demo's stores by default: their partitions would appear
+        # beside the real ones in an instance where a variable was forgotten.
+        raise AccountsFileError(
+            f"{ACCOUNTS_FILE_ENV} is not set; point it at your accounts file "
+            "(bis-assets demo and ui use the demo's)"
+        )
+
+    return Path(path)
 
 
 def load_accounts(path: Path | None = None) -> dict[str, Account]:

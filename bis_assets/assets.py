@@ -56,8 +56,12 @@ def back_in_stock_notifications(
     results: dict[str, ShapedRows] = {}
     moved: list[str] = []
     pages = 0
+    selected = accounts.select(context.partition_keys)
+    # Asked before any request: a warehouse that cannot be reached fails the
+    # run now, not after the whole report was read.
+    with_live_rows = warehouse.accounts_with_live_rows(context.partition_keys)
 
-    for account in accounts.select(context.partition_keys):
+    for account in selected:
         account_id = account.id
         with back_in_stock.client_for(account) as client:
             context.log.info(f"account {account_id}: reading {client!r}")
@@ -67,7 +71,7 @@ def back_in_stock_notifications(
             pages += progress.pages
             # Rows can only be marked deleted where some are stored; only then
             # is it worth a request to see whether the report moved meanwhile.
-            if warehouse.has_live_rows(account_id) and (
+            if account_id in with_live_rows and (
                 client.fetch_page(1).rows != progress.first_page
             ):
                 moved.append(account_id)

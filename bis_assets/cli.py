@@ -18,12 +18,8 @@ from pathlib import Path
 from bis_assets.accounts import ACCOUNTS_FILE_ENV, DEMO_ACCOUNTS_FILE, load_accounts
 from bis_assets.api_server import BackInStockServer
 from bis_assets.api_server.catalog import storefront_rows
-from bis_assets.embedded import (
-    DATABASE_URL_ENV,
-    STORAGE_URL_ENV,
-    bis_home,
-    start_embedded,
-)
+from bis_assets.embedded import DATABASE_URL_ENV, STORAGE_URL_ENV, start_embedded
+from bis_assets.warehouse import shown_dsn
 
 API_BASE_URL_ENV = "BIS_API_BASE_URL"
 
@@ -38,7 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     ui.add_argument("--seed", type=int, default=0, help="seed of the notification figures")
     arguments = parser.parse_args(argv)
     # A SIGTERM unwinds like Ctrl-C, so the servers started here are stopped.
+    # SIGINT gets Python's handler even where the shell ignored it (a job
+    # started with &): the child then starts with SIGINT at its default, and
+    # dagster dev, which maps SIGTERM onto SIGINT, can be stopped.
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     with demo_environment(arguments.seed):
         if arguments.command == "demo":
@@ -52,29 +52,32 @@ def main(argv: list[str] | None = None) -> int:
 def demo_environment(seed: int) -> Iterator[None]:
     """Databases, Dagster home, and our API server serving the demo stores.
 
-    Starts the embedded PostgreSQL unless ``BIS_DATABASE_URL`` is set, and
-    stops it on the way out only if it started it here.
+    Starts the embedded PostgreSQL unless ``BIS_DATABASE_URL`` is set; the
+    last ``bis-assets`` process using it stops it on the way out. The demo
+    syncs its own three stores, whatever ``BIS_ACCOUNTS_FILE`` says.
     """
     with ExitStack() as stack:
         _set_dagster_home()
         if not os.environ.get(DATABASE_URL_ENV):
-            server_was_running = (bis_home() / "pgdata" / "postmaster.pid").exists()
-            embedded = start_embedded()
-            if not server_was_running:
-                stack.callback(embedded.stop)
+            embedded = start_embedded(shared=True)
+            stack.callback(embedded.release)
             _set_env(DATABASE_URL_ENV, embedded.warehouse_url, stack)
             _set_env(STORAGE_URL_ENV, embedded.storage_url, stack)
-        elif not os.environ.get(STORAGE_URL_ENV):
-            storage = os.environ[DATABASE_URL_ENV].replace(
-                "postgresql://", "postgresql+psycopg2://", 1
-            )
-            _set_env(STORAGE_URL_ENV, storage, stack)
+        else:
+            shown = shown_dsn(os.environ[DATABASE_URL_ENV])
+            print(f"bis-assets: the demo stores go to {DATABASE_URL_ENV} ({shown})", flush=True)
+            if not os.environ.get(STORAGE_URL_ENV):
+                storage = os.environ[DATABASE_URL_ENV].replace(
+                    "postgresql://", "postgresql+psycopg2://", 1
+                )
+                _set_env(STORAGE_URL_ENV, storage, stack)
 
         api = stack.enter_context(BackInStockServer())
         _set_env(API_BASE_URL_ENV, api.base_url, stack)
-        if not os.environ.get(ACCOUNTS_FILE_ENV):
-            _set_env(ACCOUNTS_FILE_ENV, str(DEMO_ACCOUNTS_FILE), stack)
-        for account in load_accounts(Path(os.environ[ACCOUNTS_FILE_ENV])).values():
+        if os.environ.get(ACCOUNTS_FILE_ENV, str(DEMO_ACCOUNTS_FILE)) != str(DEMO_ACCOUNTS_FILE):
+            print(f"bis-assets: the demo syncs its own stores; {ACCOUNTS_FILE_ENV} is not read")
+        _set_env(ACCOUNTS_FILE_ENV, str(DEMO_ACCOUNTS_FILE), stack)
+        for account in load_accounts(DEMO_ACCOUNTS_FILE).values():
             # Fresh fake tokens each run: our server is the only one that knows them.
             token = secrets.token_hex(16)
             api.add_account(token, storefront_rows(account.id, seed), name=account.id)
@@ -116,7 +119,9 @@ def _run_dagster_dev(port: int) -> int:
         "-m", "bis_assets.definitions", "-h", "127.0.0.1", "-p", str(port),
     ]
     print(f"bis-assets: Dagster UI on http://127.0.0.1:{port} (Ctrl-C stops it)", flush=True)
-    dagster_dev = subprocess.Popen(command)
+    # A process group of its own: Ctrl-C reaches only us, and we pass it on;
+    # should dagster dev not end its children in time, the group is ended.
+    dagster_dev = subprocess.Popen(command, process_group=0)
     try:
         return dagster_dev.wait()
     except KeyboardInterrupt:
@@ -124,8 +129,17 @@ def _run_dagster_dev(port: int) -> int:
         try:
             dagster_dev.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            dagster_dev.kill()
+            pass
+        _end_group(dagster_dev.pid)
         return 0
+
+
+def _end_group(group: int) -> None:
+    """SIGKILL whatever is left of a process group we started."""
+    try:
+        os.killpg(group, signal.SIGKILL)
+    except ProcessLookupError:
+        pass  # every member has ended
 
 
 if __name__ == "__main__":

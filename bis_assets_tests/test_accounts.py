@@ -4,7 +4,12 @@ from pathlib import Path
 
 import pytest
 
-from bis_assets.accounts import AccountsFileError, load_accounts
+from bis_assets.accounts import (
+    ACCOUNTS_FILE_ENV,
+    DEMO_ACCOUNTS_FILE,
+    AccountsFileError,
+    load_accounts,
+)
 from bis_assets.errors import ConfigurationError
 from bis_assets.resources import BackInStockResource
 
@@ -17,7 +22,14 @@ def accounts_file(tmp_path: Path, text: str) -> Path:
 
 
 def test_the_demo_accounts_file_is_valid():
-    assert list(load_accounts()) == ["stanley1913", "camerarigz", "outdoor"]
+    assert list(load_accounts(DEMO_ACCOUNTS_FILE)) == ["stanley1913", "camerarigz", "outdoor"]
+
+
+def test_without_the_variable_no_file_is_guessed(monkeypatch):
+    monkeypatch.delenv(ACCOUNTS_FILE_ENV, raising=False)
+
+    with pytest.raises(AccountsFileError, match="BIS_ACCOUNTS_FILE is not set; point it"):
+        load_accounts()
 
 
 @pytest.mark.parametrize(
@@ -81,7 +93,7 @@ def test_a_secret_in_the_wrong_field_is_refused_without_being_echoed(tmp_path, f
 
 def test_a_missing_token_variable_names_the_account_and_the_variable(monkeypatch):
     monkeypatch.delenv("BIS_TOKEN_OUTDOOR", raising=False)
-    account = load_accounts()["outdoor"]
+    account = load_accounts(DEMO_ACCOUNTS_FILE)["outdoor"]
 
     with pytest.raises(ConfigurationError, match="'outdoor'.*BIS_TOKEN_OUTDOOR is not set"):
         BackInStockResource().client_for(account)
@@ -89,7 +101,7 @@ def test_a_missing_token_variable_names_the_account_and_the_variable(monkeypatch
 
 def test_bad_api_settings_name_the_account(monkeypatch):
     monkeypatch.setenv("BIS_TOKEN_OUTDOOR", "tok")
-    account = load_accounts()["outdoor"]
+    account = load_accounts(DEMO_ACCOUNTS_FILE)["outdoor"]
 
     with pytest.raises(ConfigurationError, match="'outdoor': API settings: per_page"):
         BackInStockResource(per_page=0).client_for(account)

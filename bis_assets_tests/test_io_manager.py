@@ -1,11 +1,15 @@
-"""The IO manager hands a downstream asset exactly the partitions it asks for."""
+"""The IO manager: a downstream asset gets its partitions; a missing warehouse is named."""
 
 from decimal import Decimal
 
 import pandas as pd
+import pytest
 from dagster import AssetIn, asset, materialize
+from psycopg2.extensions import make_dsn
 
 from bis_assets.assets import back_in_stock_notifications
+from bis_assets.embedded import DATABASE_URL_ENV
+from bis_assets.errors import ConfigurationError, WarehouseError
 from bis_assets.partitions import account_partitions
 from bis_assets_tests.harness import case_rows
 
@@ -43,3 +47,31 @@ def test_a_downstream_asset_reads_its_partition_back(harness):
     assert seen["waiting"] == 2
     assert seen["dtypes"]["product_id"] == "Int64"
     assert seen["dtypes"]["notification_last_added_at"] == "datetime64[us, UTC]"
+
+
+def test_without_a_warehouse_url_nothing_is_started_or_requested(harness, monkeypatch):
+    harness.add_account("acct_a", case_rows("null-sku"))
+    monkeypatch.delenv(DATABASE_URL_ENV)
+
+    with pytest.raises(ConfigurationError, match="BIS_DATABASE_URL is not set; set it"):
+        harness.sync("acct_a")
+
+    assert harness.server.request_count == 0
+
+
+def test_an_unreachable_warehouse_fails_before_the_report_is_read(
+    harness, database_url, monkeypatch
+):
+    harness.add_account("acct_a", case_rows("null-sku"))
+    missing = make_dsn(database_url, dbname="bis_no_such_database", password="pw-secret")
+    monkeypatch.setenv(DATABASE_URL_ENV, missing)
+
+    with pytest.raises(WarehouseError) as failed:
+        harness.sync("acct_a")
+
+    message = str(failed.value)
+    assert message.startswith("cannot connect to the warehouse (")
+    assert "dbname=bis_no_such_database" in message
+    assert 'database "bis_no_such_database" does not exist' in message
+    assert "pw-secret" not in message
+    assert harness.server.request_count == 0
