@@ -2,7 +2,8 @@
 
 ``bis-assets demo`` syncs the three real storefront catalogs, served by our
 own Back In Stock API server, through Dagster into PostgreSQL and prints a
-summary per account; ``bis-assets ui`` opens the same setup in the Dagster UI.
+summary per account; ``bis-assets ui`` opens the same setup in the Dagster UI;
+``bis-assets check`` says what plain ``dagster`` commands would miss.
 """
 
 import argparse
@@ -32,7 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     ui = commands.add_parser("ui", help="the demo stores in the Dagster UI (dagster dev)")
     ui.add_argument("--port", type=int, default=3000, help="port of the Dagster UI")
     ui.add_argument("--seed", type=int, default=0, help="seed of the notification figures")
+    commands.add_parser(
+        "check", help="say what plain dagster commands need that is missing (exit 1 if any)"
+    )
     arguments = parser.parse_args(argv)
+    if arguments.command == "check":
+        return _check()
     # A SIGTERM unwinds like Ctrl-C, so the servers started here are stopped.
     # SIGINT gets Python's handler even where the shell ignored it (a job
     # started with &): the child then starts with SIGINT at its default, and
@@ -83,6 +89,15 @@ def demo_environment(seed: int) -> Iterator[None]:
             api.add_account(token, storefront_rows(account.id, seed), name=account.id)
             _set_env(account.token_env, token, stack)
         yield
+
+
+def _check() -> int:
+    from bis_assets.preflight import check_environment, report
+
+    findings = check_environment()
+    print(report(findings))
+
+    return 0 if all(finding.ready for finding in findings) else 1
 
 
 def _set_dagster_home() -> None:

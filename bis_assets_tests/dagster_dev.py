@@ -23,7 +23,7 @@ import psycopg2
 import pytest
 import requests
 from psycopg2 import sql
-from psycopg2.extensions import make_dsn, parse_dsn
+from psycopg2.extensions import make_dsn
 
 from bis_assets.api_server import BackInStockServer
 from bis_assets.api_server.catalog import storefront_rows
@@ -32,6 +32,7 @@ from bis_assets.embedded import create_database
 from bis_assets_tests.conftest import (
     MACHINE_POSTGRES_URL,
     machine_postgres_answers,
+    sqlalchemy_url,
     write_accounts_file,
 )
 
@@ -320,7 +321,7 @@ def _start_site(
     home = workdir / "dagster_home"
     home.mkdir()
     shutil.copy(PROJECT / "dagster.yaml", home / "dagster.yaml")
-    storage_url = _sqlalchemy_url(urls["storage"])
+    storage_url = sqlalchemy_url(urls["storage"])
     env = {
         **{name: value for name, value in os.environ.items() if not name.startswith("BIS_")},
         "DAGSTER_HOME": str(home),
@@ -340,16 +341,6 @@ def _start_site(
     return DagsterSite(
         dev, api, backfill_id, storage_url, admin_url, databases["storage"]
     )
-
-
-def _sqlalchemy_url(dsn: str) -> str:
-    """The psycopg2 URL SQLAlchemy needs for ``dsn``, over TCP or a Unix socket."""
-    parts = parse_dsn(dsn)
-    if parts["host"].startswith("/"):
-        return f"postgresql+psycopg2://{parts['user']}@/{parts['dbname']}?host={parts['host']}"
-    port = parts.get("port", "5432")
-
-    return f"postgresql+psycopg2://{parts['user']}@{parts['host']}:{port}/{parts['dbname']}"
 
 
 def _sync_both_accounts(dev: DagsterDev) -> str:

@@ -1,0 +1,133 @@
+"""``bis-assets check``: what plain ``dagster`` commands need, each named when missing.
+
+``bis-assets demo`` and ``ui`` set everything up themselves. A deployment
+runs ``dagster dev``, ``dagster-webserver`` or ``dagster-daemon`` instead,
+and those fail on a missing variable or database with a long traceback;
+this check says in one line each what is missing and how to set it.
+"""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from bis_assets.accounts import AccountsFileError, load_accounts
+from bis_assets.embedded import DATABASE_URL_ENV, STORAGE_URL_ENV
+from bis_assets.errors import WarehouseError
+from bis_assets.warehouse import connect, shown_dsn
+
+STORAGE_DRIVER = "postgresql+psycopg2"
+CONNECT_TIMEOUT_SECONDS = 5
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing checked: what, whether it is ready, and what was found or is to do."""
+
+    subject: str
+    ready: bool
+    detail: str
+
+
+def check_environment() -> list[Finding]:
+    """Every finding, in the order a person would fix them."""
+    return [
+        _dagster_home(),
+        _dagster_storage(),
+        _warehouse(),
+        *_accounts(),
+    ]
+
+
+def _dagster_home() -> Finding:
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        return Finding(
+            "DAGSTER_HOME", False,
+            "not set: Dagster would keep runs in a temporary folder; set it to a folder "
+            "holding this project's dagster.yaml",
+        )
+    if not (Path(home) / "dagster.yaml").is_file():
+        return Finding(
+            "DAGSTER_HOME", False,
+            f"{home} holds no dagster.yaml; copy this project's dagster.yaml there",
+        )
+
+    return Finding("DAGSTER_HOME", True, home)
+
+
+def _dagster_storage() -> Finding:
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    url = os.environ.get(STORAGE_URL_ENV)
+    if not url:
+        return Finding(
+            STORAGE_URL_ENV, False,
+            f"not set: dagster.yaml reads Dagster's storage from it; set it to "
+            f"{STORAGE_DRIVER}://user:password@host:5432/database",
+        )
+    try:
+        parsed = sqlalchemy.make_url(url)
+    except sqlalchemy.exc.ArgumentError:
+        return Finding(STORAGE_URL_ENV, False, f"not a URL; use {STORAGE_DRIVER}://…")
+    shown = parsed.render_as_string(hide_password=True)
+    if parsed.drivername != STORAGE_DRIVER:
+        return Finding(
+            STORAGE_URL_ENV, False,
+            f"{shown} must start with {STORAGE_DRIVER}:// (the driver this project ships)",
+        )
+
+    engine = sqlalchemy.create_engine(
+        parsed, poolclass=NullPool, connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+    )
+    try:
+        engine.connect().close()
+    except sqlalchemy.exc.DBAPIError as exc:
+        reason = " ".join(str(exc.orig).split())
+        return Finding(STORAGE_URL_ENV, False, f"cannot connect to {shown}: {reason}")
+    finally:
+        engine.dispose()
+
+    return Finding(STORAGE_URL_ENV, True, shown)
+
+
+def _warehouse() -> Finding:
+    url = os.environ.get(DATABASE_URL_ENV)
+    if not url:
+        return Finding(
+            DATABASE_URL_ENV, False,
+            "not set: set it to the warehouse's PostgreSQL URL, "
+            "postgresql://user:password@host:5432/database",
+        )
+    try:
+        with connect(url):
+            pass
+    except WarehouseError as exc:
+        return Finding(DATABASE_URL_ENV, False, " ".join(str(exc).split()))
+
+    return Finding(DATABASE_URL_ENV, True, shown_dsn(url))
+
+
+def _accounts() -> list[Finding]:
+    try:
+        accounts = load_accounts()
+    except AccountsFileError as exc:
+        return [Finding("BIS_ACCOUNTS_FILE", False, str(exc))]
+
+    findings = [Finding("BIS_ACCOUNTS_FILE", True, f"{len(accounts)} account(s)")]
+    for account in accounts.values():
+        ready = bool(os.environ.get(account.token_env))
+        detail = "set" if ready else "not set or empty; set it to the store's API token"
+        findings.append(Finding(f"account {account.id!r}: {account.token_env}", ready, detail))
+
+    return findings
+
+
+def report(findings: list[Finding]) -> str:
+    """The findings as lines of ``ok`` or ``FIX``, subject and detail."""
+    width = max(len(finding.subject) for finding in findings)
+
+    return "\n".join(
+        f"{'ok' if finding.ready else 'FIX':3}  {finding.subject:{width}}  {finding.detail}"
+        for finding in findings
+    )

@@ -1,0 +1,107 @@
+"""``bis-assets check`` names each thing plain ``dagster`` commands would miss."""
+
+import shutil
+
+import pytest
+from psycopg2.extensions import make_dsn
+
+from bis_assets.accounts import ACCOUNTS_FILE_ENV
+from bis_assets.cli import main
+from bis_assets.embedded import DATABASE_URL_ENV, STORAGE_URL_ENV
+from bis_assets_tests.conftest import sqlalchemy_url, write_accounts_file
+from bis_assets_tests.dagster_dev import PROJECT
+
+TOKEN_ENV = "BIS_CHECK_TOKEN_SHOP"
+
+
+@pytest.fixture
+def ready_environment(tmp_path, database_url, monkeypatch) -> dict[str, str]:
+    """Everything a deployment needs, set; the test then breaks one part."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(PROJECT / "dagster.yaml", home / "dagster.yaml")
+    accounts = write_accounts_file(tmp_path / "accounts.yaml", {"shop": TOKEN_ENV})
+    variables = {
+        "DAGSTER_HOME": str(home),
+        STORAGE_URL_ENV: sqlalchemy_url(database_url),
+        DATABASE_URL_ENV: database_url,
+        ACCOUNTS_FILE_ENV: str(accounts),
+        TOKEN_ENV: "tok-check-secret",
+    }
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+
+    return variables
+
+
+def check(capsys: pytest.CaptureFixture) -> tuple[int, list[str]]:
+    """The exit code of ``bis-assets check`` and its lines, spaces squeezed."""
+    code = main(["check"])
+
+    return code, [" ".join(line.split()) for line in capsys.readouterr().out.splitlines()]
+
+
+def test_a_ready_environment_passes(ready_environment, capsys):
+    code, lines = check(capsys)
+
+    assert code == 0
+    assert [line.split()[:2] for line in lines] == [
+        ["ok", "DAGSTER_HOME"],
+        ["ok", STORAGE_URL_ENV],
+        ["ok", DATABASE_URL_ENV],
+        ["ok", ACCOUNTS_FILE_ENV],
+        ["ok", "account"],
+    ]
+    assert lines[-1] == f"ok account 'shop': {TOKEN_ENV} set"
+    assert "tok-check-secret" not in "\n".join(lines)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("DAGSTER_HOME", None, "FIX DAGSTER_HOME not set: Dagster would keep runs in a"),
+        (STORAGE_URL_ENV, None, f"FIX {STORAGE_URL_ENV} not set: dagster.yaml reads"),
+        (STORAGE_URL_ENV, "notaurl", f"FIX {STORAGE_URL_ENV} not a URL"),
+        (
+            STORAGE_URL_ENV,
+            "postgresql://postgres:pw-secret@127.0.0.1:5432/postgres",
+            f"FIX {STORAGE_URL_ENV} postgresql://postgres:***@127.0.0.1:5432/postgres "
+            "must start with postgresql+psycopg2://",
+        ),
+        (DATABASE_URL_ENV, None, f"FIX {DATABASE_URL_ENV} not set: set it to the warehouse"),
+        (ACCOUNTS_FILE_ENV, None, f"FIX {ACCOUNTS_FILE_ENV} {ACCOUNTS_FILE_ENV} is not set"),
+        (TOKEN_ENV, None, f"FIX account 'shop': {TOKEN_ENV} not set or empty"),
+    ],
+)
+def test_each_missing_part_is_named_with_its_repair(
+    ready_environment, monkeypatch, capsys, variable, value, expected
+):
+    if value is None:
+        monkeypatch.delenv(variable)
+    else:
+        monkeypatch.setenv(variable, value)
+
+    code, lines = check(capsys)
+
+    assert code == 1
+    assert [line for line in lines if line.startswith("FIX")] == [
+        line for line in lines if line.startswith(expected)
+    ]
+    assert len([line for line in lines if line.startswith("FIX")]) == 1
+    assert "pw-secret" not in "\n".join(lines)
+
+
+def test_a_database_that_is_not_there_is_named_for_both_urls(
+    ready_environment, monkeypatch, capsys
+):
+    missing = "bis_check_no_such_database"
+    warehouse = make_dsn(ready_environment[DATABASE_URL_ENV], dbname=missing)
+    monkeypatch.setenv(DATABASE_URL_ENV, warehouse)
+    monkeypatch.setenv(STORAGE_URL_ENV, sqlalchemy_url(warehouse))
+
+    code, lines = check(capsys)
+
+    failures = [line for line in lines if line.startswith("FIX")]
+    assert code == 1
+    assert [line.split()[1] for line in failures] == [STORAGE_URL_ENV, DATABASE_URL_ENV]
+    assert all(f'database "{missing}" does not exist' in line for line in failures)
