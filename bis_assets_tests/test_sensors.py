@@ -20,6 +20,7 @@ from dagster import (
     instance_for_test,
 )
 
+from bis_assets.accounts import AccountsFileError
 from bis_assets.api_server import BackInStockServer
 from bis_assets.partitions import account_partitions
 from bis_assets.resources import AccountsResource, BackInStockResource
@@ -240,3 +241,14 @@ def test_failure_sensor_names_the_account_and_the_error(
         "'no tea for ***'"
     )
     assert token not in line
+
+
+def test_an_emptied_accounts_file_removes_no_partition(tmp_path, instance):
+    accounts = accounts_file(tmp_path, "a", "b")
+    first = tick(accounts_sensor, instance, None, accounts=accounts)
+    Path(accounts.path).write_text("accounts: []\n", encoding="utf-8")
+
+    with pytest.raises(AccountsFileError, match="'accounts:' list is empty"):
+        tick(accounts_sensor, instance, first.cursor, accounts=accounts)
+
+    assert instance.get_dynamic_partitions(PARTITIONS) == ["a", "b"]
