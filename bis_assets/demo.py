@@ -20,7 +20,7 @@ def run_demo() -> int:
     # Only adds: the instance may hold other accounts' partitions too.
     new = [a for a in accounts if not instance.has_dynamic_partition(PARTITIONS, a)]
     instance.add_dynamic_partitions(PARTITIONS, new)
-    job = defs.get_job_def(sync_job.name)
+    job = defs.resolve_job_def(sync_job.name)
 
     results = {}
     for account_id in accounts:
