@@ -69,6 +69,11 @@ class Account(BaseModel):
             raise ValueError("base_url must be an http:// or https:// address")
         if "@" in parts.netloc:
             raise ValueError("base_url must not hold credentials; tokens go in token_env")
+        if parts.query or parts.fragment:
+            # Not echoed: a query is where a token would be pasted.
+            raise ValueError("base_url must not hold a query or fragment (?… or #…)")
+        if value is not None and value != value.strip():
+            raise ValueError("base_url must not start or end with spaces")
         return value
 
 

@@ -41,6 +41,7 @@ def test_without_the_variable_no_file_is_guessed(monkeypatch):
         ("{id: a, source_id: s, token_env: PATH}", "token_env must name .* says TOKEN"),
         ("{id: a, source_id: s, token_env: A_TOKEN, extra: 1}", "extra: Extra inputs"),
         ("{id: a, source_id: \"s\\0\", token_env: A_TOKEN}", "source_id must not hold control"),
+        ("{id: a, source_id: s, token_env: A_TOKEN, base_url: 'https://h.example '}", "spaces"),
     ],
 )
 def test_invalid_entries_are_named(tmp_path, entry, message):
@@ -80,6 +81,7 @@ def test_duplicate_ids_are_refused(tmp_path):
         ("token_env: SHPAT9F8E7D6C5B4A3", "SHPAT9F8E7D6C5B4A3"),
         ("token_env: A_TOKEN, base_url: 'https://user:pw-secret@host.example'", "pw-secret"),
         ("token_env: A_TOKEN, base_url: '127.0.0.1:tok-secret@host'", "tok-secret"),
+        ("token_env: A_TOKEN, base_url: 'https://host.example/?token=tok-secret'", "tok-secret"),
     ],
 )
 def test_a_secret_in_the_wrong_field_is_refused_without_being_echoed(tmp_path, field, secret):
