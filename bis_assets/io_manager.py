@@ -1,13 +1,13 @@
 """A Dagster IO manager that upserts the notifications frame into PostgreSQL."""
 
 import pandas as pd
-from dagster import ConfigurableIOManager, InputContext, OutputContext
+from dagster import AssetObservation, ConfigurableIOManager, InputContext, OutputContext
 from pydantic import Field
 
 from bis_assets.columns import ACCOUNT_COLUMN
 from bis_assets.errors import WarehouseError
 from bis_assets.resources import WarehouseResource
-from bis_assets.warehouse import ensure_table, load, read_accounts
+from bis_assets.warehouse import LoadCounts, ensure_table, load, read_accounts
 
 # Set by the asset on the frame's attrs: accounts whose report moved while it
 # was read. Their rows load, but a missing row there proves nothing.
@@ -38,7 +38,7 @@ class PostgresNotificationsIOManager(ConfigurableIOManager):
         moved = obj.attrs.get(MOVED_ACCOUNTS, [])
         with self.warehouse.connect() as connection:
             ensure_table(connection, self.warehouse.table)
-            counts = load(
+            result = load(
                 connection,
                 self.warehouse.table,
                 obj,
@@ -46,26 +46,38 @@ class PostgresNotificationsIOManager(ConfigurableIOManager):
                 max_deleted_share=self.max_deleted_share,
             )
 
+        total = result.total
         context.log.info(
-            f"{self.warehouse.table}: {counts.inserted} inserted, {counts.updated} updated, "
-            f"{counts.unchanged} unchanged, {counts.marked_deleted} marked deleted "
+            f"{self.warehouse.table}: {total.inserted} inserted, {total.updated} updated, "
+            f"{total.unchanged} unchanged, {total.marked_deleted} marked deleted "
             f"for {len(accounts)} account(s)"
         )
         context.add_output_metadata(
-            {
-                "table": str(self.warehouse.table),
-                "rows_inserted": counts.inserted,
-                "rows_updated": counts.updated,
-                "rows_unchanged": counts.unchanged,
-                "rows_marked_deleted": counts.marked_deleted,
-                "dagster/row_count": counts.staged,
-            }
+            {"table": str(self.warehouse.table), **_count_metadata(total)}
         )
+        if len(accounts) > 1:
+            # The figures above are the run's; each partition also gets its own.
+            for account, counts in result.by_account.items():
+                context.log_event(
+                    AssetObservation(
+                        context.asset_key, partition=account, metadata=_count_metadata(counts)
+                    )
+                )
 
     def load_input(self, context: InputContext) -> pd.DataFrame:
         accounts = _accounts_of(context)
         with self.warehouse.connect() as connection:
             return read_accounts(connection, self.warehouse.table, accounts)
+
+
+def _count_metadata(counts: LoadCounts) -> dict[str, int]:
+    return {
+        "rows_inserted": counts.inserted,
+        "rows_updated": counts.updated,
+        "rows_unchanged": counts.unchanged,
+        "rows_marked_deleted": counts.marked_deleted,
+        "dagster/row_count": counts.staged,
+    }
 
 
 def _accounts_of(context: InputContext | OutputContext) -> list[str]:

@@ -65,7 +65,7 @@ class TableName:
 
 @dataclass(frozen=True)
 class LoadCounts:
-    """What one load did to the table."""
+    """What one load did to the table, in all or for one account."""
 
     staged: int
     inserted: int
@@ -75,6 +75,24 @@ class LoadCounts:
     @property
     def unchanged(self) -> int:
         return self.staged - self.inserted - self.updated
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What one load did, in all and per account."""
+
+    by_account: dict[str, LoadCounts]
+
+    @property
+    def total(self) -> LoadCounts:
+        counts = self.by_account.values()
+
+        return LoadCounts(
+            staged=sum(count.staged for count in counts),
+            inserted=sum(count.inserted for count in counts),
+            updated=sum(count.updated for count in counts),
+            marked_deleted=sum(count.marked_deleted for count in counts),
+        )
 
 
 @contextmanager
@@ -186,7 +204,7 @@ def load(
     frame: pd.DataFrame,
     complete_accounts: Sequence[str] = (),
     max_deleted_share: float = 1.0,
-) -> LoadCounts:
+) -> LoadResult:
     """Upsert ``frame`` in one transaction; commit all of it or none.
 
     Rows of ``complete_accounts`` that the frame lacks are marked deleted as
@@ -201,15 +219,26 @@ def load(
         _lock_accounts(cursor, table, accounts)
         live_before = _live_rows(cursor, table, complete_accounts)
         _stage(cursor, table, frame)
-        inserted, updated = _upsert_from_staging(cursor, table)
-        marked = 0
+        written = _upsert_from_staging(cursor, table)
+        marked: dict[str, int] = {}
         if complete_accounts:
             synced_at = frame[SYNCED_AT_COLUMN].max() if len(frame) else datetime.now(UTC)
             marked = _mark_deleted(
                 cursor, table, live_before, synced_at, max_deleted_share
             )
 
-    return LoadCounts(len(frame), inserted, updated, marked)
+    staged = frame[ACCOUNT_COLUMN].value_counts()
+    return LoadResult(
+        {
+            account: LoadCounts(
+                staged=int(staged.get(account, 0)),
+                inserted=written.get(account, (0, 0))[0],
+                updated=written.get(account, (0, 0))[1],
+                marked_deleted=marked.get(account, 0),
+            )
+            for account in accounts
+        }
+    )
 
 
 def _check_unique_keys(frame: pd.DataFrame) -> None:
@@ -249,8 +278,12 @@ def _stage(cursor: psycopg2.extensions.cursor, table: TableName, frame: pd.DataF
     cursor.execute(sql.SQL("ANALYZE {}").format(staging))
 
 
-def _upsert_from_staging(cursor: psycopg2.extensions.cursor, table: TableName) -> tuple:
+def _upsert_from_staging(
+    cursor: psycopg2.extensions.cursor, table: TableName
+) -> dict[str, tuple[int, int]]:
     """Insert new keys and rewrite changed rows; an unchanged row is not touched.
+
+    Returns (inserted, updated) by account.
 
     ON CONFLICT locks every conflicting row, a write to its page, even when
     its WHERE then skips the update; so the join first drops the staged rows
@@ -278,10 +311,10 @@ def _upsert_from_staging(cursor: psycopg2.extensions.cursor, table: TableName) -
             ORDER BY staged.{key} COLLATE "C", staged.{account} COLLATE "C"
             ON CONFLICT ({conflict}) DO UPDATE SET ({updated}) = ROW({excluded})
             WHERE ({current_values}) IS DISTINCT FROM ({new_values})
-            RETURNING xmax = 0 AS inserted
+            RETURNING current.{account}, xmax = 0 AS inserted
         )
-        SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted)
-        FROM written
+        SELECT {account}, count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted)
+        FROM written GROUP BY {account}
         """
     ).format(
         target=table.identifier,
@@ -300,7 +333,7 @@ def _upsert_from_staging(cursor: psycopg2.extensions.cursor, table: TableName) -
     )
     cursor.execute(statement)
 
-    return cursor.fetchone()
+    return {account: (inserted, updated) for account, inserted, updated in cursor.fetchall()}
 
 
 def _live_rows(
@@ -328,7 +361,7 @@ def _mark_deleted(
     live_before: dict[str, int],
     synced_at: datetime,
     max_share: float,
-) -> int:
+) -> dict[str, int]:
     """Mark the accounts' rows this complete sync did not return; refuse a wipe.
 
     The share is taken of the rows the account had before this sync, so
@@ -363,7 +396,6 @@ def _mark_deleted(
     gone_by_account = cursor.fetchall()
     cursor.execute("SELECT set_config('enable_nestloop', %s, true)", (nestloop,))
 
-    marked = 0
     for account, gone in gone_by_account:
         tracked = live_before[account]
         if gone > max_share * tracked:
@@ -374,9 +406,8 @@ def _mark_deleted(
                 "nothing was changed. If the store really lost them, raise "
                 "max_deleted_share for one run",
             )
-        marked += gone
 
-    return marked
+    return dict(gone_by_account)
 
 
 def copy_chunks(frame: pd.DataFrame, chunk_rows: int = COPY_CHUNK_ROWS) -> Iterator[bytes]:

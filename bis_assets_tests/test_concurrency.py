@@ -86,4 +86,4 @@ def test_more_rows_than_a_statement_can_bind(database_url):
         ensure_table(connection, TABLE)
         counts = load(connection, TABLE, frame)
 
-    assert counts.inserted == len(frame) > 65_535
+    assert counts.total.inserted == len(frame) > 65_535

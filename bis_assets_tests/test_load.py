@@ -90,6 +90,35 @@ def test_single_run_backfill(harness):
     assert checks and all(check.passed for check in checks)
 
 
+def test_one_run_of_several_accounts_counts_each_partition(harness):
+    harness.add_account("acct_a", storefront_rows("outdoor"))
+    harness.add_account("acct_b", storefront_rows("outdoor")[:10])
+    harness.sync("acct_a", "acct_b")
+    harness.add_account("acct_b", storefront_rows("outdoor")[:12])
+
+    result = harness.sync("acct_a", "acct_b")
+
+    observed = {
+        event.partition: {name: value.value for name, value in event.metadata.items()}
+        for event in (
+            record.asset_observation_data.asset_observation
+            for record in result.get_asset_observation_events()
+        )
+    }
+    run_counts = materialization(result)
+    assert observed == {
+        "acct_a": {
+            "rows_inserted": 0, "rows_updated": 0, "rows_unchanged": 509,
+            "rows_marked_deleted": 0, "dagster/row_count": 509,
+        },
+        "acct_b": {
+            "rows_inserted": 2, "rows_updated": 0, "rows_unchanged": 10,
+            "rows_marked_deleted": 0, "dagster/row_count": 12,
+        },
+    }
+    assert (run_counts["rows_inserted"], run_counts["rows_unchanged"]) == (2, 519)
+
+
 def test_first_runs_race(database_url):
     def first_sync(run: dict):
         def job() -> None:
@@ -191,9 +220,9 @@ def test_vanished_rows_are_marked_then_cleared_when_they_return(database_url):
     marked = {r["sku"] for r in table_rows(database_url) if r["__deleted_at"] == later}
     back = load_rows(database_url, rows, complete_accounts=["acct_a"], synced_at=later)
 
-    assert counts.marked_deleted == 2
+    assert counts.total.marked_deleted == 2
     assert marked == {rows[8]["sku"], rows[9]["sku"]}
-    assert (back.updated, back.inserted) == (2, 0)
+    assert (back.total.updated, back.total.inserted) == (2, 0)
     assert all(row["__deleted_at"] is None for row in table_rows(database_url))
 
 
