@@ -56,8 +56,12 @@ class BackInStockResource(ConfigurableResource):
         default=_DEFAULTS.requests_per_second, description="Request budget per account"
     )
 
-    def client_for(self, account: Account) -> BackInStockClient:
-        """A client for ``account``, with its token read from the environment."""
+    def client_for(self, account: Account, **overrides: float) -> BackInStockClient:
+        """A client for ``account``, with its token read from the environment.
+
+        ``overrides`` replace settings for this client only, e.g. the shorter
+        timeouts of a sensor's probe.
+        """
         token = os.environ.get(account.token_env, "")
         if not token:
             raise ConfigurationError(
@@ -70,6 +74,7 @@ class BackInStockResource(ConfigurableResource):
             for field in dataclasses.fields(ClientSettings)
         }
         settings["base_url"] = account.base_url or self.base_url
+        settings |= overrides
         try:
             client_settings = ClientSettings(**settings)
         except ValueError as exc:

@@ -10,6 +10,7 @@
 
 import json
 import os
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -50,8 +51,14 @@ IN_FLIGHT = [
 
 WATERMARK_FIELD = "notification_last_added_at"
 CHANGE_PROBE_SECONDS = 300
+# A tick must end well within Dagster's 60 s sensor timeout: probes are
+# single attempts with short timeouts, and stop when the budget is spent.
+PROBE_BUDGET_SECONDS = 40.0
+PROBE_SETTINGS = {"max_retries": 0, "connect_timeout": 3.0, "read_timeout": 10.0}
 MAX_REASON_CHARS = 500
 REDACTED = "***"  # as the client masks an echoed token
+
+clock = time.monotonic  # the probe budget's clock; tests move it on
 
 
 @dataclass(frozen=True)
@@ -168,7 +175,9 @@ def report_change_sensor(
     """Sync each account whose newest notification_last_added_at moved since last tick.
 
     The cursor maps each account to the watermark last seen, and the run key
-    holds the watermark, so one watermark never starts two syncs. A report
+    holds the watermark, so one watermark never starts two syncs. Each probe
+    is one request with short timeouts, and a tick stops probing after
+    ``PROBE_BUDGET_SECONDS``, well within Dagster's sensor timeout. A report
     that changes without a new request (a sent notification) is left to
     the daily schedule. Stopped by default: it costs a request per account
     per tick.
@@ -177,20 +186,34 @@ def report_change_sensor(
     partitions = set(context.instance.get_dynamic_partitions(account_partitions.name))
     watched = [account for account in accounts.load().values() if account.id in partitions]
 
-    watermarks = {}
-    for account in watched:
+    # The cursor's order is the order of the next tick's probes: new accounts
+    # first, then those not probed last time, then the rest. When the budget
+    # runs out, the next tick starts where this one stopped.
+    by_id = {account.id: account for account in watched}
+    queue = [account_id for account_id in by_id if account_id not in seen]
+    queue += [account_id for account_id in seen if account_id in by_id]
+    watermarks = {account_id: seen.get(account_id) for account_id in queue}
+    started, probed = clock(), []
+    for account_id in queue:
+        if clock() - started > PROBE_BUDGET_SECONDS:
+            context.log.warning(
+                f"probe budget of {PROBE_BUDGET_SECONDS:.0f} s spent after {len(probed)} of "
+                f"{len(queue)} accounts; the rest are probed first next tick"
+            )
+            break
+        probed.append(account_id)
         try:
-            watermarks[account.id] = _probe(back_in_stock, account)
+            watermarks[account_id] = _probe(back_in_stock, by_id[account_id])
         except SyncError as exc:
             context.log.warning(f"{exc}; probing again next tick")
-            watermarks[account.id] = seen.get(account.id)
 
     changed = [
         account_id
-        for account_id, watermark in watermarks.items()
-        if watermark is not None and watermark != seen.get(account_id)
+        for account_id in by_id
+        if watermarks[account_id] is not None and watermarks[account_id] != seen.get(account_id)
     ]
-    context.log.info(f"probed {len(watched)} accounts; changed: {changed}")
+    next_queue = [account_id for account_id in queue if account_id not in probed] + probed
+    context.log.info(f"probed {len(probed)} of {len(queue)} accounts; changed: {changed}")
     return SensorResult(
         run_requests=[
             RunRequest(
@@ -199,12 +222,12 @@ def report_change_sensor(
             )
             for account_id in changed
         ],
-        cursor=json.dumps(watermarks, sort_keys=True),
+        cursor=json.dumps({account_id: watermarks[account_id] for account_id in next_queue}),
     )
 
 
 def _probe(back_in_stock: BackInStockResource, account: Account) -> str | None:
-    with back_in_stock.client_for(account) as client:
+    with back_in_stock.client_for(account, **PROBE_SETTINGS) as client:
         return newest_addition(client)
 
 

@@ -1,5 +1,6 @@
 """The sensors, tick by tick: run requests, run keys, cursors and partition changes."""
 
+import itertools
 import json
 import uuid
 from collections.abc import Iterator
@@ -20,8 +21,9 @@ from dagster import (
     instance_for_test,
 )
 
+from bis_assets import sensors
 from bis_assets.accounts import AccountsFileError
-from bis_assets.api_server import BackInStockServer
+from bis_assets.api_server import BackInStockServer, Fault
 from bis_assets.partitions import account_partitions
 from bis_assets.resources import AccountsResource, BackInStockResource
 from bis_assets.sensors import (
@@ -252,3 +254,34 @@ def test_an_emptied_accounts_file_removes_no_partition(tmp_path, instance):
         tick(accounts_sensor, instance, first.cursor, accounts=accounts)
 
     assert instance.get_dynamic_partitions(PARTITIONS) == ["a", "b"]
+
+
+def test_probes_stop_at_the_budget_and_the_next_tick_resumes_there(
+    instance, api_server: BackInStockServer, tmp_path: Path, monkeypatch
+) -> None:
+    account_ids = ["acct_a", "acct_b", "acct_c"]
+    rows = case("check-sees-only-its-partition")["materialize"]["acct_a"]
+    for account_id in account_ids:
+        api_server.add_account(f"tok-{account_id}", rows, name=account_id)
+        monkeypatch.setenv(f"BIS_TEST_TOKEN_{account_id.upper()}", f"tok-{account_id}")
+    instance.add_dynamic_partitions(PARTITIONS, account_ids)
+    api_server.inject(Fault(503, account="acct_b"))  # a probe does not retry it
+    resources = {
+        "accounts": accounts_file(tmp_path, *account_ids),
+        "back_in_stock": BackInStockResource(base_url=api_server.base_url, max_retries=5),
+    }
+    # Each look at the clock finds 15 s gone: two probes fit the 40 s budget.
+    seconds = itertools.count(step=15.0)
+    monkeypatch.setattr(sensors, "clock", lambda: next(seconds))
+
+    first = tick(report_change_sensor, instance, None, **resources)
+    probed_first = [record.account for record in api_server.requests]
+    api_server.reset_log()
+    second = tick(report_change_sensor, instance, first.cursor, **resources)
+    probed_second = [record.account for record in api_server.requests]
+
+    assert probed_first == ["acct_a", "acct_b"]
+    assert list(json.loads(first.cursor)) == ["acct_c", "acct_a", "acct_b"]
+    assert [partition for partition, _ in requested(first)] == ["acct_a"]
+    assert probed_second == ["acct_c", "acct_a"]
+    assert [partition for partition, _ in requested(second)] == ["acct_c"]
