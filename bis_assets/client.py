@@ -84,9 +84,22 @@ class CappedRetry(Retry):
 
     urllib3 rejects ``Retry-After: 1.5`` as invalid and would honour six hours;
     a nightly sync of many stores should rather fail one account quickly.
+    After its wait, a retry also waits its turn with the client's pacer, so
+    a burst of retries stays within the request budget too.
     """
 
     pause = staticmethod(time.sleep)  # tests replace this to skip the waiting
+
+    def __init__(self, *args: Any, pacer: "RequestPacer | None" = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pacer = pacer
+
+    def new(self, **kwargs: Any) -> "CappedRetry":
+        # urllib3 makes a new Retry at every attempt, from its own arguments.
+        retry = super().new(**kwargs)
+        retry.pacer = self.pacer
+
+        return retry
 
     def parse_retry_after(self, retry_after: str) -> float:
         seconds = _seconds_from_retry_after(retry_after)
@@ -101,6 +114,8 @@ class CappedRetry(Retry):
             wait = self.get_retry_after(response)
 
         self.pause(wait if wait else self.get_backoff_time())
+        if self.pacer is not None:
+            self.pacer.wait_turn()
 
 
 def _seconds_from_retry_after(value: str) -> float:
@@ -190,6 +205,7 @@ class BackInStockClient:
             allowed_methods={"GET"},
             respect_retry_after_header=True,
             retry_after_max=self.settings.max_retry_after,
+            pacer=self._pacer,
         )
         adapter = HTTPAdapter(
             max_retries=retry, pool_maxsize=self.settings.max_in_flight

@@ -194,6 +194,21 @@ def test_a_burst_of_5xx_is_retried_with_backoff(api_server, waits):
     assert waits == [0.0, 1.0, 2.0]
 
 
+def test_a_burst_of_retries_keeps_within_the_request_budget(api_server, waits):
+    client = make_client(api_server, max_retries=6, requests_per_second=5.0)
+    api_server.inject(Fault(503, times=6, page=1))
+
+    with client:
+        assert client.fetch_page(1).rows == ROWS[:10]
+
+    starts = sorted(record.time for record in api_server.requests)
+    busiest = max(
+        sum(1 for other in starts if start <= other < start + 1.0) for start in starts
+    )
+    assert len(starts) == 7
+    assert busiest <= 5  # unpaced, all seven would start within milliseconds
+
+
 def test_connection_resets_are_retried(api_server, waits):
     client = make_client(api_server)
     api_server.inject(Fault(reset=True, times=2, page=3))
