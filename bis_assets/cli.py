@@ -19,7 +19,12 @@ from pathlib import Path
 from bis_assets.accounts import ACCOUNTS_FILE_ENV, DEMO_ACCOUNTS_FILE, load_accounts
 from bis_assets.api_server import BackInStockServer
 from bis_assets.api_server.catalog import storefront_rows
-from bis_assets.embedded import DATABASE_URL_ENV, STORAGE_URL_ENV, start_embedded
+from bis_assets.embedded import (
+    DATABASE_URL_ENV,
+    STORAGE_URL_ENV,
+    start_embedded,
+    storage_url_for,
+)
 from bis_assets.warehouse import shown_dsn
 
 API_BASE_URL_ENV = "BIS_API_BASE_URL"
@@ -73,10 +78,9 @@ def demo_environment(seed: int) -> Iterator[None]:
             shown = shown_dsn(os.environ[DATABASE_URL_ENV])
             print(f"bis-assets: the demo stores go to {DATABASE_URL_ENV} ({shown})", flush=True)
             if not os.environ.get(STORAGE_URL_ENV):
-                storage = os.environ[DATABASE_URL_ENV].replace(
-                    "postgresql://", "postgresql+psycopg2://", 1
-                )
+                storage = storage_url_for(os.environ[DATABASE_URL_ENV])
                 _set_env(STORAGE_URL_ENV, storage, stack)
+            _refuse_unready_databases()
 
         api = stack.enter_context(BackInStockServer())
         _set_env(API_BASE_URL_ENV, api.base_url, stack)
@@ -98,6 +102,15 @@ def _check() -> int:
     print(report(findings))
 
     return 0 if all(finding.ready for finding in findings) else 1
+
+
+def _refuse_unready_databases() -> None:
+    """Stop with one line per database that cannot be used, before Dagster starts."""
+    from bis_assets.preflight import check_databases, report
+
+    findings = check_databases()
+    if not all(finding.ready for finding in findings):
+        raise SystemExit(f"bis-assets: a database cannot be used:\n{report(findings)}")
 
 
 def _set_dagster_home() -> None:

@@ -108,3 +108,28 @@ def create_database(admin_url: str, database: str) -> None:
         pass
     finally:
         connection.close()
+
+
+def storage_url_for(database_url: str) -> str:
+    """The SQLAlchemy URL Dagster's storage needs for a libpq URL or DSN.
+
+    SQLAlchemy 2.1 reads ``postgresql://`` as psycopg 3, which we do not
+    ship; a socket folder as host goes in the query, as libpq has it.
+    """
+    from psycopg2.extensions import parse_dsn
+    from sqlalchemy.engine import URL
+
+    parts = parse_dsn(database_url)
+    host = parts.get("host", "")
+    on_socket = host.startswith("/")
+    url = URL.create(
+        "postgresql+psycopg2",
+        username=parts.get("user"),
+        password=parts.get("password"),
+        host=None if on_socket else host or None,
+        port=int(parts["port"]) if "port" in parts and not on_socket else None,
+        database=parts.get("dbname"),
+        query={"host": host} if on_socket else {},
+    )
+
+    return url.render_as_string(hide_password=False)

@@ -38,6 +38,11 @@ def check_environment() -> list[Finding]:
     ]
 
 
+def check_databases() -> list[Finding]:
+    """The findings for Dagster's storage and the warehouse alone."""
+    return [_dagster_storage(), _warehouse()]
+
+
 def _dagster_home() -> Finding:
     home = os.environ.get("DAGSTER_HOME")
     if not home:

@@ -11,7 +11,7 @@ import psycopg2
 import pytest
 import yaml
 from psycopg2 import sql
-from psycopg2.extensions import make_dsn, parse_dsn
+from psycopg2.extensions import make_dsn
 
 from bis_assets.embedded import DATABASE_URL_ENV, create_database, start_embedded
 
@@ -82,16 +82,6 @@ def write_accounts_file(path: Path, accounts: dict[str, str], base_url: str = ""
     path.write_text(yaml.safe_dump({"accounts": entries}), encoding="utf-8")
 
     return path
-
-
-def sqlalchemy_url(dsn: str) -> str:
-    """The psycopg2 URL SQLAlchemy needs for ``dsn``, over TCP or a Unix socket."""
-    parts = parse_dsn(dsn)
-    if parts["host"].startswith("/"):
-        return f"postgresql+psycopg2://{parts['user']}@/{parts['dbname']}?host={parts['host']}"
-    port = parts.get("port", "5432")
-
-    return f"postgresql+psycopg2://{parts['user']}@{parts['host']}:{port}/{parts['dbname']}"
 
 
 pytest_plugins = ["bis_assets_tests.harness", "bis_assets_tests.dagster_dev"]

@@ -28,11 +28,10 @@ from psycopg2.extensions import make_dsn
 from bis_assets.api_server import BackInStockServer
 from bis_assets.api_server.catalog import storefront_rows
 from bis_assets.checks import NOTIFICATIONS_CHECKS
-from bis_assets.embedded import create_database
+from bis_assets.embedded import create_database, storage_url_for
 from bis_assets_tests.conftest import (
     MACHINE_POSTGRES_URL,
     machine_postgres_answers,
-    sqlalchemy_url,
     write_accounts_file,
 )
 
@@ -321,7 +320,7 @@ def _start_site(
     home = workdir / "dagster_home"
     home.mkdir()
     shutil.copy(PROJECT / "dagster.yaml", home / "dagster.yaml")
-    storage_url = sqlalchemy_url(urls["storage"])
+    storage_url = storage_url_for(urls["storage"])
     env = {
         **{name: value for name, value in os.environ.items() if not name.startswith("BIS_")},
         "DAGSTER_HOME": str(home),

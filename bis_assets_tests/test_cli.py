@@ -13,10 +13,11 @@ import psutil
 import psycopg2
 import pytest
 import requests
+from psycopg2.extensions import make_dsn
 
 from bis_assets.accounts import ACCOUNTS_FILE_ENV, DEMO_ACCOUNTS_FILE, load_accounts
-from bis_assets.cli import demo_environment
-from bis_assets.embedded import start_embedded
+from bis_assets.cli import demo_environment, main
+from bis_assets.embedded import DATABASE_URL_ENV, STORAGE_URL_ENV, start_embedded
 from bis_assets_tests.conftest import write_accounts_file
 from bis_assets_tests.dagster_dev import PROJECT, free_port, wait_for
 
@@ -103,6 +104,25 @@ def test_the_demo_syncs_its_own_stores_whatever_the_accounts_file(
     assert tokens_set == [True, True, True]
     assert os.environ[ACCOUNTS_FILE_ENV] == str(mine)
     assert f"{ACCOUNTS_FILE_ENV} is not read" in capsys.readouterr().out
+
+
+def test_the_demo_stops_at_a_warehouse_that_is_not_there(database_url, tmp_path, monkeypatch):
+    missing = make_dsn(database_url, dbname="bis_no_such_demo_database", password="pw-secret")
+    monkeypatch.setenv(DATABASE_URL_ENV, missing)
+    monkeypatch.delenv(STORAGE_URL_ENV, raising=False)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["demo"])
+
+    lines = str(stopped.value).splitlines()
+    assert lines[0] == "bis-assets: a database cannot be used:"
+    assert [line.split()[:2] for line in lines[1:]] == [
+        ["FIX", STORAGE_URL_ENV],
+        ["FIX", DATABASE_URL_ENV],
+    ]
+    assert all('"bis_no_such_demo_database" does not exist' in line for line in lines[1:])
+    assert "pw-secret" not in str(stopped.value)
 
 
 def test_a_background_ui_ends_with_every_process_it_started(server_folder, tmp_path):

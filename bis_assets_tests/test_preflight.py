@@ -7,8 +7,8 @@ from psycopg2.extensions import make_dsn
 
 from bis_assets.accounts import ACCOUNTS_FILE_ENV
 from bis_assets.cli import main
-from bis_assets.embedded import DATABASE_URL_ENV, STORAGE_URL_ENV
-from bis_assets_tests.conftest import sqlalchemy_url, write_accounts_file
+from bis_assets.embedded import DATABASE_URL_ENV, STORAGE_URL_ENV, storage_url_for
+from bis_assets_tests.conftest import write_accounts_file
 from bis_assets_tests.dagster_dev import PROJECT
 
 TOKEN_ENV = "BIS_CHECK_TOKEN_SHOP"
@@ -23,7 +23,7 @@ def ready_environment(tmp_path, database_url, monkeypatch) -> dict[str, str]:
     accounts = write_accounts_file(tmp_path / "accounts.yaml", {"shop": TOKEN_ENV})
     variables = {
         "DAGSTER_HOME": str(home),
-        STORAGE_URL_ENV: sqlalchemy_url(database_url),
+        STORAGE_URL_ENV: storage_url_for(database_url),
         DATABASE_URL_ENV: database_url,
         ACCOUNTS_FILE_ENV: str(accounts),
         TOKEN_ENV: "tok-check-secret",
@@ -97,7 +97,7 @@ def test_a_database_that_is_not_there_is_named_for_both_urls(
     missing = "bis_check_no_such_database"
     warehouse = make_dsn(ready_environment[DATABASE_URL_ENV], dbname=missing)
     monkeypatch.setenv(DATABASE_URL_ENV, warehouse)
-    monkeypatch.setenv(STORAGE_URL_ENV, sqlalchemy_url(warehouse))
+    monkeypatch.setenv(STORAGE_URL_ENV, storage_url_for(warehouse))
 
     code, lines = check(capsys)
 
