@@ -99,12 +99,25 @@ class LoadResult:
 def connect(database_url: str) -> Iterator[psycopg2.extensions.connection]:
     """A connection whose session works in UTC and UTF-8, closed on exit."""
     try:
+        parts = parse_dsn(database_url)
+    except psycopg2.ProgrammingError:
+        # libpq's complaint quotes the text it could not read: the password too.
+        raise WarehouseError(
+            None,
+            "the warehouse address is not a libpq URL or DSN; use "
+            "postgresql://user:password@host:5432/database (a postgresql+psycopg2:// "
+            "URL is for Dagster's storage)",
+        ) from None
+    try:
         connection = psycopg2.connect(
             database_url, application_name="bis_assets", client_encoding="UTF8"
         )
     except psycopg2.Error as exc:
+        reason = " ".join(str(exc).split())
+        if parts.get("password"):
+            reason = reason.replace(parts["password"], "***")
         raise WarehouseError(
-            None, f"cannot connect to the warehouse ({shown_dsn(database_url)}): {exc}".strip()
+            None, f"cannot connect to the warehouse ({shown_dsn(database_url)}): {reason}"
         ) from None
     try:
         with connection.cursor() as cursor:

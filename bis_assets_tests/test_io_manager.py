@@ -75,3 +75,22 @@ def test_an_unreachable_warehouse_fails_before_the_report_is_read(
     assert 'database "bis_no_such_database" does not exist' in message
     assert "pw-secret" not in message
     assert harness.server.request_count == 0
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "postgresql+psycopg2://deployer:Pa55-w0rd-SECRETX@/wh?host=/tmp/nowhere",
+        "postgresql://deployer:Pa55%zzSECRETX@127.0.0.1:9/wh",
+        "Pa55-w0rd-SECRETX",
+    ],
+)
+def test_an_unreadable_warehouse_address_is_never_quoted(harness, monkeypatch, address):
+    harness.add_account("acct_a", case_rows("null-sku"))
+    monkeypatch.setenv(DATABASE_URL_ENV, address)
+
+    with pytest.raises(WarehouseError) as failed:
+        harness.sync("acct_a")
+
+    assert str(failed.value).startswith("the warehouse address is not a libpq URL or DSN; use")
+    assert "SECRETX" not in str(failed.value)
