@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from bis_assets.accounts import AccountsFileError, load_accounts
 from bis_assets.embedded import DATABASE_URL_ENV, STORAGE_URL_ENV
 from bis_assets.errors import WarehouseError
@@ -51,13 +53,38 @@ def _dagster_home() -> Finding:
             "not set: Dagster would keep runs in a temporary folder; set it to a folder "
             "holding this project's dagster.yaml",
         )
-    if not (Path(home) / "dagster.yaml").is_file():
+    if not Path(home).is_absolute():
+        return Finding("DAGSTER_HOME", False, f"{home} must be an absolute path")
+    config_path = Path(home) / "dagster.yaml"
+    if not config_path.is_file():
         return Finding(
             "DAGSTER_HOME", False,
             f"{home} holds no dagster.yaml; copy this project's dagster.yaml there",
         )
+    try:
+        config = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where else ""
+        return Finding("DAGSTER_HOME", False, f"{config_path} cannot be read{line}")
+    if _postgres_url_setting(config) != {"env": STORAGE_URL_ENV}:
+        return Finding(
+            "DAGSTER_HOME", False,
+            f"{config_path} does not keep Dagster's storage at {STORAGE_URL_ENV}; "
+            "copy this project's dagster.yaml there",
+        )
 
     return Finding("DAGSTER_HOME", True, home)
+
+
+def _postgres_url_setting(config: object) -> object:
+    """``storage.postgres.postgres_url`` of a dagster.yaml, or None."""
+    for key in ("storage", "postgres", "postgres_url"):
+        if not isinstance(config, dict):
+            return None
+        config = config.get(key)
+
+    return config
 
 
 def _dagster_storage() -> Finding:

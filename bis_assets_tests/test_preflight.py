@@ -1,6 +1,7 @@
 """``bis-assets check`` names each thing plain ``dagster`` commands would miss."""
 
 import shutil
+from pathlib import Path
 
 import pytest
 from psycopg2.extensions import make_dsn
@@ -105,3 +106,28 @@ def test_a_database_that_is_not_there_is_named_for_both_urls(
     assert code == 1
     assert [line.split()[1] for line in failures] == [STORAGE_URL_ENV, DATABASE_URL_ENV]
     assert all(f'database "{missing}" does not exist' in line for line in failures)
+
+
+@pytest.mark.parametrize(
+    ("home", "config", "expected"),
+    [
+        ("relative", None, "must be an absolute path"),
+        ("absolute", "storage: [unclosed\n", "dagster.yaml cannot be read (line 2)"),
+        ("absolute", "telemetry:\n  enabled: false\n", "does not keep Dagster's storage at"),
+    ],
+)
+def test_a_dagster_home_dagster_would_refuse_or_ignore_is_named(
+    ready_environment, monkeypatch, capsys, tmp_path, home, config, expected
+):
+    if home == "relative":
+        monkeypatch.setenv("DAGSTER_HOME", "../dagster_home")
+    else:
+        (Path(ready_environment["DAGSTER_HOME"]) / "dagster.yaml").write_text(config)
+
+    code, lines = check(capsys)
+
+    failures = [line for line in lines if line.startswith("FIX")]
+    assert code == 1
+    assert len(failures) == 1
+    assert failures[0].startswith("FIX DAGSTER_HOME ")
+    assert expected in failures[0]
