@@ -100,14 +100,25 @@ def load_accounts(path: Path | None = None) -> dict[str, Account]:
     path = path or accounts_file()
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
+    except OSError as exc:
         raise AccountsFileError(f"cannot read accounts file {path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        # Only where and what: the parser's own message quotes the lines
+        # around the error, and a token pasted there would reach the logs.
+        where = getattr(exc, "problem_mark", None)
+        position = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise AccountsFileError(
+            f"accounts file {path} is not valid YAML{position}: {problem}"
+        ) from None
     except UnicodeDecodeError as exc:
         raise AccountsFileError(
             f"accounts file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
         ) from None
 
-    entries = document.get("accounts") if isinstance(document, dict) else None
+    entries = document.get("accounts", False) if isinstance(document, dict) else False
+    if entries is None:
+        entries = []  # "accounts:" with nothing under it
     if not isinstance(entries, list):
         raise AccountsFileError(f"{path}: expected a top-level 'accounts:' list")
     if not entries:

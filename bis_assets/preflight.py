@@ -148,7 +148,7 @@ def _accounts() -> list[Finding]:
 
     findings = [Finding("BIS_ACCOUNTS_FILE", True, f"{len(accounts)} account(s)")]
     for account in accounts.values():
-        ready = bool(os.environ.get(account.token_env))
+        ready = bool(os.environ.get(account.token_env, "").strip())
         detail = "set" if ready else "not set or empty; set it to the store's API token"
         findings.append(Finding(f"account {account.id!r}: {account.token_env}", ready, detail))
 

@@ -62,7 +62,9 @@ class BackInStockResource(ConfigurableResource):
         ``overrides`` replace settings for this client only, e.g. the shorter
         timeouts of a sensor's probe.
         """
-        token = os.environ.get(account.token_env, "")
+        # Surrounding whitespace (a newline from a secrets file) is no part of
+        # a token; a variable of only whitespace is as good as unset.
+        token = os.environ.get(account.token_env, "").strip()
         if not token:
             raise ConfigurationError(
                 account.id,

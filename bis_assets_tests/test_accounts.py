@@ -58,6 +58,40 @@ def test_an_empty_list_is_refused_rather_than_removing_every_account(tmp_path):
         load_accounts(path)
 
 
+def test_accounts_with_nothing_under_it_is_the_empty_list(tmp_path):
+    path = accounts_file(tmp_path, "accounts:\n")
+
+    with pytest.raises(AccountsFileError, match="'accounts:' list is empty"):
+        load_accounts(path)
+
+
+def test_a_yaml_error_names_its_place_but_quotes_no_line(tmp_path):
+    text = "accounts:\n  - {id: a, source_id: s, token_env: tok-PASTED-s3cr3t\n"
+    path = accounts_file(tmp_path, text)
+
+    with pytest.raises(AccountsFileError) as refused:
+        load_accounts(path)
+
+    assert str(refused.value).startswith(f"accounts file {path} is not valid YAML at line 3")
+    assert "s3cr3t" not in str(refused.value)
+
+
+def test_a_token_of_only_whitespace_is_unset_and_a_newline_is_no_part_of_it(
+    monkeypatch, api_server
+):
+    account = load_accounts(DEMO_ACCOUNTS_FILE)["outdoor"]
+    api_server.add_account("tok-outdoor", [{"product_id": 1, "variant_no": 1}], name="outdoor")
+    api = BackInStockResource(base_url=api_server.base_url, max_retries=0)
+    monkeypatch.setenv("BIS_TOKEN_OUTDOOR", "   ")
+
+    with pytest.raises(ConfigurationError, match="BIS_TOKEN_OUTDOOR is not set or empty"):
+        api.client_for(account)
+
+    monkeypatch.setenv("BIS_TOKEN_OUTDOOR", "tok-outdoor\n")
+    with api.client_for(account) as client:
+        assert client.fetch_page(1).rows == [{"product_id": 1, "variant_no": 1}]
+
+
 def test_a_file_that_is_not_utf8_is_named(tmp_path):
     path = tmp_path / "accounts.yaml"
     path.write_bytes(b"accounts:\n  - {id: caf\xe9, source_id: s, token_env: A_TOKEN}\n")
