@@ -21,10 +21,10 @@ from bis_assets.client import BackInStockClient
 from bis_assets.columns import TABLE_COLUMNS
 from bis_assets.io_manager import MOVED_ACCOUNTS
 from bis_assets.partitions import account_partitions
+from bis_assets.pools import API_POOL
 from bis_assets.resources import AccountsResource, BackInStockResource, WarehouseResource
 from bis_assets.transform import ShapedRows, frame_preview, shape_rows
 
-API_POOL = "back_in_stock_api"
 MAX_KEYS_SHOWN = 20
 
 TABLE_SCHEMA = TableSchema(

@@ -4,6 +4,7 @@ from dagster import DagsterInstance, ExecuteInProcessResult
 
 from bis_assets.accounts import load_accounts
 from bis_assets.partitions import account_partitions
+from bis_assets.pools import ensure_api_pool
 from bis_assets.resources import WarehouseResource
 
 PARTITIONS = account_partitions.name
@@ -16,6 +17,7 @@ def run_demo() -> int:
     from bis_assets.definitions import defs, sync_job  # reads the env the CLI set
 
     instance = DagsterInstance.get()
+    ensure_api_pool(instance)  # another demo may be starting beside this one
     accounts = list(load_accounts())
     # Only adds: the instance may hold other accounts' partitions too.
     new = [a for a in accounts if not instance.has_dynamic_partition(PARTITIONS, a)]

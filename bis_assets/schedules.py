@@ -21,6 +21,7 @@ from dagster import (
 
 from bis_assets.jobs import sync_job
 from bis_assets.partitions import account_partitions
+from bis_assets.pools import ensure_api_pool
 from bis_assets.resources import AccountsResource
 
 CRON_ENV = "BIS_SCHEDULE_CRON"
@@ -69,6 +70,7 @@ def build_daily_sync(cron: str, timezone: str) -> ScheduleDefinition:
         """
         tick = context.scheduled_execution_time or datetime.now(ZoneInfo(timezone))
         local = tick.astimezone(ZoneInfo(timezone))
+        ensure_api_pool(context.instance)  # before its runs race to make it
         partitions = context.instance.get_dynamic_partitions(account_partitions.name)
         configured = accounts.load()
 

@@ -36,6 +36,7 @@ from bis_assets.client import BackInStockClient
 from bis_assets.errors import SyncError
 from bis_assets.jobs import sync_job
 from bis_assets.partitions import account_partitions, partition_changes
+from bis_assets.pools import ensure_api_pool
 from bis_assets.resources import AccountsResource, BackInStockResource
 
 PARTITION_TAG = "dagster/partition"
@@ -98,6 +99,7 @@ def accounts_sensor(
 ) -> SensorResult | SkipReason:
     """Add and remove account partitions as the file changes; first-sync new accounts."""
     instance = context.instance
+    ensure_api_pool(instance)  # before the first syncs of many accounts race to make it
     configured = list(accounts.load())
     partitions = instance.get_dynamic_partitions(account_partitions.name)
     cursor = AccountsCursor.parse(context.cursor, partitions)

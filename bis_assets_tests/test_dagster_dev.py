@@ -7,7 +7,7 @@ from typing import TypeVar
 import requests
 
 from bis_assets.api_server import Fault
-from bis_assets.assets import API_POOL
+from bis_assets.pools import API_POOL
 from bis_assets_tests.dagster_dev import (
     ACCOUNTS,
     ASSET_KEY,

@@ -1,4 +1,4 @@
-"""The Dagster instance on PostgreSQL: its server restarting mid-run fails no run."""
+"""The Dagster instance on PostgreSQL: a server restart mid-run, the pool made once."""
 
 import logging
 import shutil
@@ -15,7 +15,8 @@ from dagster import DagsterInstance, DagsterRunStatus
 from bis_assets.api_server import Fault
 from bis_assets.api_server.catalog import storefront_rows
 from bis_assets.embedded import EmbeddedPostgres, start_embedded
-from bis_assets_tests.harness import SyncHarness
+from bis_assets.pools import API_POOL, ensure_api_pool
+from bis_assets_tests.harness import SyncHarness, run_at_once
 
 ACCOUNT = "outdoor"
 OUTAGE_SECONDS = 2.5  # dagster-postgres retries a connection for about 6 s
@@ -43,7 +44,10 @@ def storage(storage_folder: Path) -> Iterator[EmbeddedPostgres]:
 def postgres_instance(home: Path, storage_url: str) -> DagsterInstance:
     """An instance whose runs, events and schedules live in PostgreSQL."""
     home.mkdir()
-    config = {"storage": {"postgres": {"postgres_url": storage_url}}}
+    config = {
+        "storage": {"postgres": {"postgres_url": storage_url}},
+        "concurrency": {"pools": {"default_limit": 4}},
+    }
     (home / "dagster.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
 
     return DagsterInstance.from_config(str(home))
@@ -82,3 +86,16 @@ def test_a_storage_restart_mid_run_fails_no_run(
     assert harness.instance.get_run_by_id(result.run_id).status == DagsterRunStatus.SUCCESS
     assert len(harness.rows(ACCOUNT)) == len(storefront_rows(ACCOUNT))
     harness.instance.dispose()
+
+
+def test_the_pool_is_made_once_however_many_ask_at_once(storage, tmp_path):
+    instance = postgres_instance(tmp_path / "dagster_home", storage.storage_url)
+
+    errors = run_at_once([lambda: ensure_api_pool(instance)] * 4)
+
+    pools = instance.event_log_storage.get_pool_limits()
+    assert errors == []
+    assert [(pool.name, pool.limit, pool.from_default) for pool in pools] == [
+        (API_POOL, 4, True)
+    ]
+    instance.dispose()
