@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+import fasteners
+
 from bis_assets.accounts import ACCOUNTS_FILE_ENV, DEMO_ACCOUNTS_FILE, load_accounts
 from bis_assets.api_server import BackInStockServer
 from bis_assets.api_server.catalog import storefront_rows
@@ -28,6 +30,7 @@ from bis_assets.embedded import (
 from bis_assets.warehouse import shown_dsn
 
 API_BASE_URL_ENV = "BIS_API_BASE_URL"
+UI_LOCK_FILE = ".bis-ui.lock"  # in DAGSTER_HOME, held while a ui runs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,12 +54,35 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
-    with demo_environment(arguments.seed):
-        if arguments.command == "demo":
-            from bis_assets.demo import run_demo
+    if arguments.command == "demo":
+        from bis_assets.demo import run_demo
 
+        with demo_environment(arguments.seed):
             return run_demo()
+
+    _set_dagster_home()
+    with _only_ui_of_instance(), demo_environment(arguments.seed):
         return _run_dagster_dev(arguments.port)
+
+
+@contextmanager
+def _only_ui_of_instance() -> Iterator[None]:
+    """Refuse a second ``ui`` on one Dagster instance: two daemons would share it.
+
+    Each ``ui`` also serves the demo stores with tokens of its own, which the
+    other's runs would not know.
+    """
+    home = Path(os.environ["DAGSTER_HOME"])
+    lock = fasteners.InterProcessLock(home / UI_LOCK_FILE)
+    if not lock.acquire(blocking=False):
+        raise SystemExit(
+            f"bis-assets: another bis-assets ui runs on the Dagster instance in {home}; "
+            "use that one, or set DAGSTER_HOME to another folder for this one"
+        )
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 @contextmanager
