@@ -114,22 +114,28 @@ def storage_url_for(database_url: str) -> str:
     """The SQLAlchemy URL Dagster's storage needs for a libpq URL or DSN.
 
     SQLAlchemy 2.1 reads ``postgresql://`` as psycopg 3, which we do not
-    ship; a socket folder as host goes in the query, as libpq has it.
+    ship: a URL only changes its scheme, keeping every setting it carries.
+    A DSN's settings go in the URL's query, a socket folder as its host.
     """
     from psycopg2.extensions import parse_dsn
     from sqlalchemy.engine import URL
 
+    for scheme in ("postgresql://", "postgres://"):
+        if database_url.startswith(scheme):
+            return "postgresql+psycopg2://" + database_url.removeprefix(scheme)
+
     parts = parse_dsn(database_url)
-    host = parts.get("host", "")
+    host = parts.pop("host", "")
     on_socket = host.startswith("/")
+    port = parts.pop("port", None)
     url = URL.create(
         "postgresql+psycopg2",
-        username=parts.get("user"),
-        password=parts.get("password"),
+        username=parts.pop("user", None),
+        password=parts.pop("password", None),
         host=None if on_socket else host or None,
-        port=int(parts["port"]) if "port" in parts and not on_socket else None,
-        database=parts.get("dbname"),
-        query={"host": host} if on_socket else {},
+        port=int(port) if port and port.isdigit() and not on_socket else None,
+        database=parts.pop("dbname", None),
+        query=parts | ({"host": host} if on_socket else {}),
     )
 
     return url.render_as_string(hide_password=False)

@@ -98,10 +98,18 @@ def _dagster_storage() -> Finding:
             f"not set: dagster.yaml reads Dagster's storage from it; set it to "
             f"{STORAGE_DRIVER}://user:password@host:5432/database",
         )
+    unreadable = Finding(
+        STORAGE_URL_ENV, False,
+        f"not a readable URL; use {STORAGE_DRIVER}://user:password@host:5432/database, "
+        "with @, / and : in the password percent-encoded",
+    )
     try:
         parsed = sqlalchemy.make_url(url)
-    except sqlalchemy.exc.ArgumentError:
-        return Finding(STORAGE_URL_ENV, False, f"not a URL; use {STORAGE_DRIVER}://…")
+        port = parsed.port  # parsed on demand: a password typed as the port fails here
+    except (sqlalchemy.exc.ArgumentError, ValueError):
+        return unreadable
+    if "@" in (parsed.host or "") or (port is not None and not 0 < port < 65536):
+        return unreadable
     shown = parsed.render_as_string(hide_password=True)
     if parsed.drivername != STORAGE_DRIVER:
         return Finding(
@@ -114,6 +122,8 @@ def _dagster_storage() -> Finding:
     )
     try:
         engine.connect().close()
+    except ValueError:
+        return unreadable
     except sqlalchemy.exc.DBAPIError as exc:
         reason = " ".join(str(exc.orig).split())
         return Finding(STORAGE_URL_ENV, False, f"cannot connect to {shown}: {reason}")

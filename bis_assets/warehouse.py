@@ -98,16 +98,7 @@ class LoadResult:
 @contextmanager
 def connect(database_url: str) -> Iterator[psycopg2.extensions.connection]:
     """A connection whose session works in UTC and UTF-8, closed on exit."""
-    try:
-        parts = parse_dsn(database_url)
-    except psycopg2.ProgrammingError:
-        # libpq's complaint quotes the text it could not read: the password too.
-        raise WarehouseError(
-            None,
-            "the warehouse address is not a libpq URL or DSN; use "
-            "postgresql://user:password@host:5432/database (a postgresql+psycopg2:// "
-            "URL is for Dagster's storage)",
-        ) from None
+    parts = _readable_dsn(database_url)
     try:
         connection = psycopg2.connect(
             database_url, application_name="bis_assets", client_encoding="UTF8"
@@ -115,7 +106,7 @@ def connect(database_url: str) -> Iterator[psycopg2.extensions.connection]:
     except psycopg2.Error as exc:
         reason = " ".join(str(exc).split())
         if parts.get("password"):
-            reason = reason.replace(parts["password"], "***")
+            reason = reason.replace(f'"{parts["password"]}"', '"***"')
         raise WarehouseError(
             None, f"cannot connect to the warehouse ({shown_dsn(database_url)}): {reason}"
         ) from None
@@ -466,12 +457,35 @@ def _escaped(texts: list[str]) -> list[str]:
     return texts
 
 
-def shown_dsn(database_url: str) -> str:
-    """Where ``database_url`` leads, for messages: never its password."""
+def _readable_dsn(database_url: str) -> dict[str, str]:
+    """The parts of ``database_url``; quoting none of it when it is malformed.
+
+    libpq's complaints quote what they could not read, and a password with
+    an unencoded @, / or : spills into the host, port or database name.
+    """
+    malformed = WarehouseError(
+        None,
+        "the warehouse address is not a readable libpq URL or DSN; use "
+        "postgresql://user:password@host:5432/database, with @, / and : in the "
+        "password percent-encoded (a postgresql+psycopg2:// URL is for Dagster's storage)",
+    )
     try:
         parts = parse_dsn(database_url)
     except psycopg2.ProgrammingError:
-        return "an address that is not a libpq URL or DSN"
+        raise malformed from None
+    ports = parts.get("port", "5432").split(",")
+    if "@" in parts.get("host", "") or not all(port.isdigit() for port in ports):
+        raise malformed
+
+    return parts
+
+
+def shown_dsn(database_url: str) -> str:
+    """Where ``database_url`` leads, for messages: never its password."""
+    try:
+        parts = _readable_dsn(database_url)
+    except WarehouseError:
+        return "an address that is not a readable libpq URL or DSN"
     shown = ("host", "port", "dbname", "user")
 
     return " ".join(f"{key}={parts[key]}" for key in shown if key in parts)

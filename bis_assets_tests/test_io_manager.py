@@ -83,6 +83,9 @@ def test_an_unreachable_warehouse_fails_before_the_report_is_read(
         "postgresql+psycopg2://deployer:Pa55-w0rd-SECRETX@/wh?host=/tmp/nowhere",
         "postgresql://deployer:Pa55%zzSECRETX@127.0.0.1:9/wh",
         "Pa55-w0rd-SECRETX",
+        "postgresql://postgres:p@ssSECRETX@127.0.0.1/db",
+        "postgresql://postgres:pa/ssSECRETX@127.0.0.1/db",
+        "postgresql://postgres@127.0.0.1:SECRETX/db",
     ],
 )
 def test_an_unreadable_warehouse_address_is_never_quoted(harness, monkeypatch, address):
@@ -92,5 +95,5 @@ def test_an_unreadable_warehouse_address_is_never_quoted(harness, monkeypatch, a
     with pytest.raises(WarehouseError) as failed:
         harness.sync("acct_a")
 
-    assert str(failed.value).startswith("the warehouse address is not a libpq URL or DSN; use")
+    assert str(failed.value).startswith("the warehouse address is not a readable libpq URL")
     assert "SECRETX" not in str(failed.value)

@@ -62,7 +62,22 @@ def test_a_ready_environment_passes(ready_environment, capsys):
     [
         ("DAGSTER_HOME", None, "FIX DAGSTER_HOME not set: Dagster would keep runs in a"),
         (STORAGE_URL_ENV, None, f"FIX {STORAGE_URL_ENV} not set: dagster.yaml reads"),
-        (STORAGE_URL_ENV, "notaurl", f"FIX {STORAGE_URL_ENV} not a URL"),
+        (STORAGE_URL_ENV, "notaurl", f"FIX {STORAGE_URL_ENV} not a readable URL"),
+        (
+            STORAGE_URL_ENV,
+            "postgresql+psycopg2://postgres@127.0.0.1:pw-secret/postgres",
+            f"FIX {STORAGE_URL_ENV} not a readable URL",
+        ),
+        (
+            STORAGE_URL_ENV,
+            "postgresql+psycopg2://postgres:p@pw-secret@127.0.0.1/postgres",
+            f"FIX {STORAGE_URL_ENV} not a readable URL",
+        ),
+        (
+            DATABASE_URL_ENV,
+            "postgresql://postgres:pa/pw-secret@127.0.0.1/postgres",
+            f"FIX {DATABASE_URL_ENV} the warehouse address is not a readable libpq URL",
+        ),
         (
             STORAGE_URL_ENV,
             "postgresql://postgres:pw-secret@127.0.0.1:5432/postgres",
@@ -131,3 +146,21 @@ def test_a_dagster_home_dagster_would_refuse_or_ignore_is_named(
     assert len(failures) == 1
     assert failures[0].startswith("FIX DAGSTER_HOME ")
     assert expected in failures[0]
+
+
+@pytest.mark.parametrize(
+    ("database_url", "storage_url"),
+    [
+        (
+            "postgresql://u:p%40ss@db.example:6432/wh?sslmode=verify-full&sslrootcert=/ca.pem",
+            "postgresql+psycopg2://u:p%40ss@db.example:6432/wh"
+            "?sslmode=verify-full&sslrootcert=/ca.pem",
+        ),
+        (
+            "host=/run/pg dbname=wh user=u sslmode=disable",
+            "postgresql+psycopg2://u@/wh?host=%2Frun%2Fpg&sslmode=disable",
+        ),
+    ],
+)
+def test_the_storage_url_keeps_every_setting_of_the_warehouse_url(database_url, storage_url):
+    assert storage_url_for(database_url) == storage_url
