@@ -8,10 +8,11 @@ environment variable that holds each one.
 import os
 import re
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from bis_assets.client import check_base_url
 
 ACCOUNTS_FILE_ENV = "BIS_ACCOUNTS_FILE"
 DEMO_ACCOUNTS_FILE = Path(__file__).with_name("accounts.yaml")
@@ -36,8 +37,9 @@ class Account(BaseModel):
     @classmethod
     def _safe_id(cls, value: str) -> str:
         if not ACCOUNT_ID_PATTERN.fullmatch(value):
+            # Not echoed: it may be a token pasted in the wrong field.
             raise ValueError(
-                f"account id {value!r} must match {ACCOUNT_ID_PATTERN.pattern} "
+                f"an account id must match {ACCOUNT_ID_PATTERN.pattern} "
                 "(it is a partition key and a SQL value)"
             )
         return value
@@ -64,16 +66,8 @@ class Account(BaseModel):
     @field_validator("base_url")
     @classmethod
     def _plain_url(cls, value: str | None) -> str | None:
-        parts = urlsplit(value or "https://app.backinstock.org")
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("base_url must be an http:// or https:// address")
-        if "@" in parts.netloc:
-            raise ValueError("base_url must not hold credentials; tokens go in token_env")
-        if parts.query or parts.fragment:
-            # Not echoed: a query is where a token would be pasted.
-            raise ValueError("base_url must not hold a query or fragment (?… or #…)")
-        if value is not None and value != value.strip():
-            raise ValueError("base_url must not start or end with spaces")
+        if value is not None:
+            check_base_url(value)
         return value
 
 
@@ -107,10 +101,7 @@ def load_accounts(path: Path | None = None) -> dict[str, Account]:
         # around the error, and a token pasted there would reach the logs.
         where = getattr(exc, "problem_mark", None)
         position = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
-        problem = getattr(exc, "problem", None) or "not valid YAML"
-        raise AccountsFileError(
-            f"accounts file {path} is not valid YAML{position}: {problem}"
-        ) from None
+        raise AccountsFileError(f"accounts file {path} is not valid YAML{position}") from None
     except UnicodeDecodeError as exc:
         raise AccountsFileError(
             f"accounts file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
@@ -134,8 +125,7 @@ def load_accounts(path: Path | None = None) -> dict[str, Account]:
             account = Account.model_validate(entry)
         except ValidationError as exc:
             details = "; ".join(
-                f"{'.'.join(map(str, error['loc'])) or 'entry'}: {error['msg']}"
-                for error in exc.errors()
+                f"{_field_name(error['loc'])}: {error['msg']}" for error in exc.errors()
             )
             raise AccountsFileError(
                 f"{path}: account #{position}{_named(entry)}: {details}"
@@ -145,6 +135,16 @@ def load_accounts(path: Path | None = None) -> dict[str, Account]:
         accounts[account.id] = account
 
     return accounts
+
+
+def _field_name(location: tuple) -> str:
+    """The field an error is about; an unknown key is named only if it looks like one."""
+    name = ".".join(map(str, location)) or "entry"
+
+    return name if _FIELD_NAME.fullmatch(name) else "a field that is not a known name"
+
+
+_FIELD_NAME = re.compile(r"[a-z_]{1,32}")
 
 
 def _named(entry: object) -> str:

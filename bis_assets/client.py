@@ -10,6 +10,7 @@ import base64
 import email.utils
 import logging
 import math
+import re
 import threading
 import time
 from collections import deque
@@ -57,17 +58,37 @@ class ClientSettings:
     requests_per_second: float = 10.0
 
     def __post_init__(self) -> None:
-        parts = urlsplit(self.base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            # Not echoed: a malformed URL may still hold a secret.
-            raise ValueError("base_url must be an http:// or https:// address")
-        if parts.username or parts.password:
-            # A token in the URL would end up in every error message.
-            raise ValueError("base_url must not hold credentials; tokens go in the env")
+        check_base_url(self.base_url)
         if self.per_page < 1 or self.max_pages < 1 or self.max_in_flight < 1:
             raise ValueError("per_page, max_pages and max_in_flight must be positive")
         if self.requests_per_second <= 0:
             raise ValueError("requests_per_second must be positive")
+
+
+def check_base_url(url: str) -> None:
+    """Raise ``ValueError`` unless ``url`` is a plain http(s) address of a host.
+
+    The messages never quote the URL: a malformed one may hold a token, and
+    the address is logged and put in errors once accepted.
+    """
+    if url != url.strip() or any(ord(character) < 33 for character in url):
+        raise ValueError("base_url must not hold spaces or control characters")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("base_url must be an http:// or https:// address")
+    if "@" in parts.netloc:
+        raise ValueError("base_url must not hold credentials; tokens go in token variables")
+    if parts.query or parts.fragment:
+        raise ValueError("base_url must not hold a query or fragment (?… or #…)")
+    if not _HOST.fullmatch(parts.hostname):
+        raise ValueError("base_url must name a host by letters, digits, . and -, or an IP")
+    try:
+        parts.port  # noqa: B018 - urlsplit reads the port only when asked
+    except ValueError:
+        raise ValueError("base_url has a port that is not a number from 0 to 65535") from None
+
+
+_HOST = re.compile(r"[A-Za-z0-9.-]+|[0-9A-Fa-f:.]+")  # a name, IPv4, or IPv6 unbracketed
 
 
 class RetryAfterTooLong(Exception):

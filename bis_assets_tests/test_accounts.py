@@ -10,6 +10,7 @@ from bis_assets.accounts import (
     AccountsFileError,
     load_accounts,
 )
+from bis_assets.client import ClientSettings
 from bis_assets.errors import ConfigurationError
 from bis_assets.resources import BackInStockResource
 
@@ -35,7 +36,7 @@ def test_without_the_variable_no_file_is_guessed(monkeypatch):
 @pytest.mark.parametrize(
     ("entry", "message"),
     [
-        ("{id: 'a b', source_id: s, token_env: A_TOKEN}", "#1: id: Value error, account id 'a b'"),
+        ("{id: 'a b', source_id: s, token_env: A_TOKEN}", "#1: id: Value error, an account id"),
         ("{id: \"x'; drop\", source_id: s, token_env: A_TOKEN}", "must match"),
         ("{id: a, source_id: s}", "#1 \\(id 'a'\\): token_env: Field required"),
         ("{id: a, source_id: s, token_env: PATH}", "token_env must name .* says TOKEN"),
@@ -116,6 +117,12 @@ def test_duplicate_ids_are_refused(tmp_path):
         ("token_env: A_TOKEN, base_url: 'https://user:pw-secret@host.example'", "pw-secret"),
         ("token_env: A_TOKEN, base_url: '127.0.0.1:tok-secret@host'", "tok-secret"),
         ("token_env: A_TOKEN, base_url: 'https://host.example/?token=tok-secret'", "tok-secret"),
+        ("token_env: A_TOKEN, base_url: 'http://127.0.0.1:tok9secret'", "tok9secret"),
+        ("token_env: A_TOKEN, base_url: 'https://app.example;toksecret'", "toksecret"),
+        ("token_env: A_TOKEN, base_url: \"https://app.example/\\ntoksecret\"", "toksecret"),
+        ("token_env: !tok_9f8e7dSECRET A_TOKEN", "SECRET"),
+        ("token_env: *SECRET9f8e", "SECRET"),
+        ("token_env: A_TOKEN, SECRET9f8e7d: 1", "SECRET"),
     ],
 )
 def test_a_secret_in_the_wrong_field_is_refused_without_being_echoed(tmp_path, field, secret):
@@ -141,3 +148,25 @@ def test_bad_api_settings_name_the_account(monkeypatch):
 
     with pytest.raises(ConfigurationError, match="'outdoor': API settings: per_page"):
         BackInStockResource(per_page=0).client_for(account)
+
+
+def test_a_token_pasted_as_the_id_is_not_echoed(tmp_path):
+    path = accounts_file(
+        tmp_path, "accounts:\n  - {id: SECRETtok9f8e7d, source_id: s, token_env: A_TOKEN}\n"
+    )
+
+    with pytest.raises(AccountsFileError) as refused:
+        load_accounts(path)
+
+    assert "SECRETtok9f8e7d" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    ["http://127.0.0.1:1234?key=SECRETQ", "http://127.0.0.1:SECRETQ", "http://SECRETQ host"],
+)
+def test_the_api_address_from_the_environment_is_held_to_the_same_rules(base_url):
+    with pytest.raises(ValueError) as refused:
+        ClientSettings(base_url=base_url)
+
+    assert "SECRETQ" not in str(refused.value)
