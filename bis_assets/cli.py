@@ -16,8 +16,6 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-import fasteners
-
 from bis_assets.accounts import ACCOUNTS_FILE_ENV, DEMO_ACCOUNTS_FILE, load_accounts
 from bis_assets.api_server import BackInStockServer
 from bis_assets.api_server.catalog import storefront_rows
@@ -30,7 +28,7 @@ from bis_assets.embedded import (
 from bis_assets.warehouse import shown_dsn
 
 API_BASE_URL_ENV = "BIS_API_BASE_URL"
-UI_LOCK_FILE = ".bis-ui.lock"  # in DAGSTER_HOME, held while a ui runs
+UI_LOCK_KEY = 0x6269_7375_6900  # the advisory lock a running ui holds in the storage
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,29 +58,34 @@ def main(argv: list[str] | None = None) -> int:
         with demo_environment(arguments.seed):
             return run_demo()
 
-    _set_dagster_home()
-    with _only_ui_of_instance(), demo_environment(arguments.seed):
+    with demo_environment(arguments.seed), _only_ui_of_storage():
         return _run_dagster_dev(arguments.port)
 
 
 @contextmanager
-def _only_ui_of_instance() -> Iterator[None]:
-    """Refuse a second ``ui`` on one Dagster instance: two daemons would share it.
+def _only_ui_of_storage() -> Iterator[None]:
+    """Refuse a second ``ui`` on one Dagster storage: two daemons would share it.
 
-    Each ``ui`` also serves the demo stores with tokens of its own, which the
-    other's runs would not know.
+    The storage is the instance, whatever DAGSTER_HOME says, so the guard is
+    a session advisory lock there, held while the UI runs. Each ``ui`` also
+    serves the demo stores with tokens of its own, which the other's runs
+    would not know.
     """
-    home = Path(os.environ["DAGSTER_HOME"])
-    lock = fasteners.InterProcessLock(home / UI_LOCK_FILE)
-    if not lock.acquire(blocking=False):
-        raise SystemExit(
-            f"bis-assets: another bis-assets ui runs on the Dagster instance in {home}; "
-            "use that one, or set DAGSTER_HOME to another folder for this one"
-        )
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    engine = sqlalchemy.create_engine(os.environ[STORAGE_URL_ENV], poolclass=NullPool)
     try:
-        yield
+        with engine.connect() as connection:
+            lock = sqlalchemy.text("SELECT pg_try_advisory_lock(:key)")
+            if not connection.execute(lock, {"key": UI_LOCK_KEY}).scalar():
+                raise SystemExit(
+                    "bis-assets: another bis-assets ui runs on this Dagster storage; use "
+                    f"that one, or give this one its own {STORAGE_URL_ENV} or BIS_HOME"
+                )
+            yield  # the lock ends with the session
     finally:
-        lock.release()
+        engine.dispose()
 
 
 @contextmanager

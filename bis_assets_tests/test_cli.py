@@ -16,7 +16,7 @@ import requests
 from psycopg2.extensions import make_dsn
 
 from bis_assets.accounts import ACCOUNTS_FILE_ENV, DEMO_ACCOUNTS_FILE, load_accounts
-from bis_assets.cli import UI_LOCK_FILE, demo_environment, main
+from bis_assets.cli import UI_LOCK_KEY, demo_environment, main
 from bis_assets.embedded import DATABASE_URL_ENV, STORAGE_URL_ENV, start_embedded
 from bis_assets_tests.conftest import write_accounts_file
 from bis_assets_tests.dagster_dev import PROJECT, free_port, wait_for
@@ -125,36 +125,22 @@ def test_the_demo_stops_at_a_warehouse_that_is_not_there(database_url, tmp_path,
     assert "pw-secret" not in str(stopped.value)
 
 
-LOCK_HOLDER = """
-import sys
-import fasteners
-
-lock = fasteners.InterProcessLock(sys.argv[1])
-lock.acquire()
-print("held", flush=True)
-sys.stdin.readline()
-"""
-
-
-def test_a_second_ui_on_one_instance_is_refused_before_it_starts_anything(
-    tmp_path, monkeypatch
-):
+def test_a_second_ui_on_one_storage_is_refused(database_url, tmp_path, monkeypatch):
+    monkeypatch.setenv(DATABASE_URL_ENV, database_url)  # the storage follows it
+    monkeypatch.delenv(STORAGE_URL_ENV, raising=False)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
-    holder = subprocess.Popen(
-        [sys.executable, "-c", LOCK_HOLDER, str(tmp_path / UI_LOCK_FILE)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )
+    first_ui = psycopg2.connect(database_url)
     try:
-        assert holder.stdout.readline().strip() == "held"
+        with first_ui.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s)", (UI_LOCK_KEY,))
         with pytest.raises(SystemExit) as refused:
             main(["ui", "--port", str(free_port())])
     finally:
-        holder.stdin.close()
-        holder.wait(timeout=10)
+        first_ui.close()
 
     assert str(refused.value) == (
-        f"bis-assets: another bis-assets ui runs on the Dagster instance in {tmp_path}; "
-        "use that one, or set DAGSTER_HOME to another folder for this one"
+        "bis-assets: another bis-assets ui runs on this Dagster storage; use that one, "
+        f"or give this one its own {STORAGE_URL_ENV} or BIS_HOME"
     )
 
 
