@@ -15,7 +15,7 @@ import yaml
 from bis_assets.accounts import AccountsFileError, load_accounts
 from bis_assets.embedded import DATABASE_URL_ENV, STORAGE_URL_ENV
 from bis_assets.errors import WarehouseError
-from bis_assets.warehouse import connect, shown_dsn
+from bis_assets.warehouse import DEFAULT_SCHEMA, DEFAULT_TABLE, connect, shown_dsn
 
 STORAGE_DRIVER = "postgresql+psycopg2"
 CONNECT_TIMEOUT_SECONDS = 5
@@ -53,6 +53,7 @@ def _dagster_home() -> Finding:
             "not set: Dagster would keep runs in a temporary folder; set it to a folder "
             "holding this project's dagster.yaml",
         )
+    home = os.path.expanduser(home)  # as Dagster reads it
     if not Path(home).is_absolute():
         return Finding("DAGSTER_HOME", False, f"{home} must be an absolute path")
     config_path = Path(home) / "dagster.yaml"
@@ -73,8 +74,28 @@ def _dagster_home() -> Finding:
             f"{config_path} does not keep Dagster's storage at {STORAGE_URL_ENV}; "
             "copy this project's dagster.yaml there",
         )
+    refusal = _dagster_refusal(home)
+    if refusal:
+        return Finding("DAGSTER_HOME", False, f"{config_path}: {refusal}")
 
     return Finding("DAGSTER_HOME", True, home)
+
+
+def _dagster_refusal(home: str) -> str | None:
+    """What Dagster's own validation of the instance's config says is wrong, if anything."""
+    from dagster import DagsterInvalidConfigError
+
+    # Dagster's loader of dagster.yaml, which has no public name; it checks the
+    # config against the instance's schema without opening any storage.
+    from dagster._core.instance.config import dagster_instance_config
+
+    try:
+        dagster_instance_config(home)
+    except DagsterInvalidConfigError as exc:
+        first = exc.errors[0].message if exc.errors else str(exc)
+        return " ".join(first.split())
+
+    return None
 
 
 def _postgres_url_setting(config: object) -> object:
@@ -121,7 +142,14 @@ def _dagster_storage() -> Finding:
         parsed, poolclass=NullPool, connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS}
     )
     try:
-        engine.connect().close()
+        with engine.connect() as connection:
+            # Dagster makes its tables on first start, in the default schema.
+            can_hold_dagster = connection.execute(
+                sqlalchemy.text(
+                    "SELECT to_regclass('runs') IS NOT NULL "
+                    "OR has_schema_privilege(current_schema(), 'CREATE')"
+                )
+            ).scalar()
     except ValueError:
         return unreadable
     except sqlalchemy.exc.DBAPIError as exc:
@@ -129,6 +157,12 @@ def _dagster_storage() -> Finding:
         return Finding(STORAGE_URL_ENV, False, f"cannot connect to {shown}: {reason}")
     finally:
         engine.dispose()
+    if not can_hold_dagster:
+        return Finding(
+            STORAGE_URL_ENV, False,
+            f"{shown}: the user may not create Dagster's tables in the default schema; "
+            "grant it CREATE there, or have the database's owner start Dagster once",
+        )
 
     return Finding(STORAGE_URL_ENV, True, shown)
 
@@ -142,12 +176,33 @@ def _warehouse() -> Finding:
             "postgresql://user:password@host:5432/database",
         )
     try:
-        with connect(url):
-            pass
+        with connect(url) as connection, connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT current_setting('server_encoding'), "
+                "to_regclass(%(table)s) IS NOT NULL "
+                "OR has_database_privilege(current_database(), 'CREATE') "
+                "OR (to_regnamespace(%(schema)s) IS NOT NULL "
+                "    AND has_schema_privilege(%(schema)s, 'CREATE'))",
+                {"table": f"{DEFAULT_SCHEMA}.{DEFAULT_TABLE}", "schema": DEFAULT_SCHEMA},
+            )
+            encoding, can_hold_table = cursor.fetchone()
     except WarehouseError as exc:
         return Finding(DATABASE_URL_ENV, False, " ".join(str(exc).split()))
+    shown = shown_dsn(url)
+    if encoding != "UTF8":
+        return Finding(
+            DATABASE_URL_ENV, False,
+            f"{shown}: the database is encoded {encoding}; the table needs UTF8 "
+            "(CREATE DATABASE … ENCODING 'UTF8')",
+        )
+    if not can_hold_table:
+        return Finding(
+            DATABASE_URL_ENV, False,
+            f"{shown}: the user may not create {DEFAULT_SCHEMA}.{DEFAULT_TABLE}; grant it "
+            f"CREATE on the database, or create the schema {DEFAULT_SCHEMA} for it",
+        )
 
-    return Finding(DATABASE_URL_ENV, True, shown_dsn(url))
+    return Finding(DATABASE_URL_ENV, True, shown)
 
 
 def _accounts() -> list[Finding]:

@@ -1,9 +1,13 @@
 """``bis-assets check`` names each thing plain ``dagster`` commands would miss."""
 
+import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg2
 import pytest
+from psycopg2 import sql
 from psycopg2.extensions import make_dsn
 
 from bis_assets.accounts import ACCOUNTS_FILE_ENV
@@ -164,3 +168,86 @@ def test_a_dagster_home_dagster_would_refuse_or_ignore_is_named(
 )
 def test_the_storage_url_keeps_every_setting_of_the_warehouse_url(database_url, storage_url):
     assert storage_url_for(database_url) == storage_url
+
+
+def test_a_dagster_yaml_dagster_itself_refuses_is_named(ready_environment, capsys):
+    config = Path(ready_environment["DAGSTER_HOME"]) / "dagster.yaml"
+    config.write_text(config.read_text() + "run_monitoring:\n  enabled: yes_please\n")
+
+    code, lines = check(capsys)
+
+    failures = [line for line in lines if line.startswith("FIX")]
+    assert code == 1
+    assert [line.split()[1] for line in failures] == ["DAGSTER_HOME"]
+    assert "run_monitoring:enabled" in failures[0]
+
+
+def test_a_dagster_home_under_the_home_folder_is_read_as_dagster_reads_it(
+    ready_environment, monkeypatch, capsys
+):
+    home = Path(ready_environment["DAGSTER_HOME"])
+    monkeypatch.setenv("HOME", str(home.parent))
+    monkeypatch.setenv("DAGSTER_HOME", f"~/{home.name}")
+
+    code, lines = check(capsys)
+
+    assert code == 0
+    assert lines[0] == f"ok DAGSTER_HOME {home}"
+
+
+@pytest.fixture
+def unprivileged_user(admin_url) -> Iterator[str]:
+    """A login role that owns nothing and may create nothing, dropped after."""
+    role = f"bis_test_plain_{os.getpid()}"
+    admin = psycopg2.connect(admin_url)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+    yield role
+
+    with admin.cursor() as cursor:
+        cursor.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+    admin.close()
+
+
+def test_users_that_may_not_create_the_tables_are_named(
+    ready_environment, database_url, unprivileged_user, monkeypatch, capsys
+):
+    as_plain_user = make_dsn(database_url, user=unprivileged_user)
+    with psycopg2.connect(database_url) as connection, connection.cursor() as cursor:
+        cursor.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+    monkeypatch.setenv(DATABASE_URL_ENV, as_plain_user)
+    monkeypatch.setenv(STORAGE_URL_ENV, storage_url_for(as_plain_user))
+
+    code, lines = check(capsys)
+
+    failures = [line for line in lines if line.startswith("FIX")]
+    assert code == 1
+    assert [line.split()[1] for line in failures] == [STORAGE_URL_ENV, DATABASE_URL_ENV]
+    assert "may not create Dagster's tables in the default schema" in failures[0]
+    assert "may not create back_in_stock.notifications" in failures[1]
+
+
+def test_a_warehouse_not_in_utf8_is_named(ready_environment, admin_url, monkeypatch, capsys):
+    name = f"bis_check_latin1_{os.getpid()}"
+    admin = psycopg2.connect(admin_url)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(
+            sql.SQL(
+                "CREATE DATABASE {} ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' "
+                "TEMPLATE template0"
+            ).format(sql.Identifier(name))
+        )
+    monkeypatch.setenv(DATABASE_URL_ENV, make_dsn(admin_url, dbname=name))
+    try:
+        code, lines = check(capsys)
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+        admin.close()
+
+    failures = [line for line in lines if line.startswith("FIX")]
+    assert code == 1
+    assert len(failures) == 1
+    assert "the database is encoded LATIN1; the table needs UTF8" in failures[0]
