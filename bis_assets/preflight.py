@@ -213,8 +213,12 @@ def _accounts() -> list[Finding]:
 
     findings = [Finding("BIS_ACCOUNTS_FILE", True, f"{len(accounts)} account(s)")]
     for account in accounts.values():
-        ready = bool(os.environ.get(account.token_env, "").strip())
-        detail = "set" if ready else "not set or empty; set it to the store's API token"
+        token = os.environ.get(account.token_env, "").strip()
+        ready = bool(token) and token.isascii()
+        if not token:
+            detail = "not set or empty; set it to the store's API token"
+        else:
+            detail = "set" if ready else "holds characters outside ASCII; check what was pasted"
         findings.append(Finding(f"account {account.id!r}: {account.token_env}", ready, detail))
 
     return findings

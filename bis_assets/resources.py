@@ -65,6 +65,13 @@ class BackInStockResource(ConfigurableResource):
         # Surrounding whitespace (a newline from a secrets file) is no part of
         # a token; a variable of only whitespace is as good as unset.
         token = os.environ.get(account.token_env, "").strip()
+        if token and not token.isascii():
+            # Not echoed; requests could not send it in a header anyway.
+            raise ConfigurationError(
+                account.id,
+                f"environment variable {account.token_env} holds characters outside "
+                "ASCII; API tokens are plain ASCII, check what was pasted",
+            )
         if not token:
             raise ConfigurationError(
                 account.id,

@@ -170,3 +170,16 @@ def test_the_api_address_from_the_environment_is_held_to_the_same_rules(base_url
         ClientSettings(base_url=base_url)
 
     assert "SECRETQ" not in str(refused.value)
+
+
+def test_a_token_outside_ascii_is_refused_naming_the_account_not_the_token(monkeypatch):
+    account = load_accounts(DEMO_ACCOUNTS_FILE)["outdoor"]
+    monkeypatch.setenv("BIS_TOKEN_OUTDOOR", "SECRET\u20actok")
+
+    with pytest.raises(ConfigurationError) as refused:
+        BackInStockResource().client_for(account)
+
+    assert str(refused.value).startswith(
+        "account 'outdoor': environment variable BIS_TOKEN_OUTDOOR holds characters outside"
+    )
+    assert "SECRET" not in str(refused.value)
