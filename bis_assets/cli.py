@@ -185,9 +185,10 @@ def _run_dagster_dev(port: int) -> int:
         dagster_dev.send_signal(signal.SIGINT)  # dagster dev shuts down its children
         try:
             dagster_dev.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
+        except (subprocess.TimeoutExpired, KeyboardInterrupt):
+            pass  # too slow, or asked twice: no more waiting
         _end_group(dagster_dev.pid)
+        dagster_dev.wait(timeout=10)
         return 0
 
 

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -144,7 +145,8 @@ def test_a_second_ui_on_one_storage_is_refused(database_url, tmp_path, monkeypat
     )
 
 
-def test_a_background_ui_ends_with_every_process_it_started(server_folder, tmp_path):
+@pytest.mark.parametrize("signals", [1, 2], ids=["one SIGTERM", "two SIGTERMs"])
+def test_a_background_ui_ends_with_every_process_it_started(server_folder, tmp_path, signals):
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(PROJECT / "dagster.yaml", home / "dagster.yaml")
@@ -165,7 +167,9 @@ def test_a_background_ui_ends_with_every_process_it_started(server_folder, tmp_p
         wait_for("the UI to answer", UI_START_TIMEOUT, lambda: _ui_answers(port))
         started = psutil.Process(ui.pid).children(recursive=True)
 
-        ui.send_signal(signal.SIGTERM)
+        for _ in range(signals):
+            ui.send_signal(signal.SIGTERM)
+            time.sleep(0.5)  # the second arrives while dagster dev shuts down
         exit_code = ui.wait(timeout=UI_STOP_TIMEOUT)
         _, alive = psutil.wait_procs(started, timeout=10)
     finally:
