@@ -26,7 +26,8 @@ TOKEN_ENV_MARK = "TOKEN"
 class Account(BaseModel):
     """One Back In Stock store to sync."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # A numeric id or source_id (a shop's number) is read as its digits.
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
 
     id: str = Field(description="Partition key: lower-case letters, digits, _ and -")
     source_id: str = Field(min_length=1, description="Written to __source_id")
@@ -59,8 +60,10 @@ class Account(BaseModel):
     @field_validator("source_id")
     @classmethod
     def _printable(cls, value: str) -> str:
-        if any(ord(character) < 32 for character in value):
-            raise ValueError("source_id must not hold control characters")
+        if not value.strip():
+            raise ValueError("source_id must not be blank")
+        if not value.isprintable():
+            raise ValueError("source_id must not hold control or invisible characters")
         return value
 
     @field_validator("base_url")

@@ -42,6 +42,8 @@ def test_without_the_variable_no_file_is_guessed(monkeypatch):
         ("{id: a, source_id: s, token_env: PATH}", "token_env must name .* says TOKEN"),
         ("{id: a, source_id: s, token_env: A_TOKEN, extra: 1}", "extra: Extra inputs"),
         ("{id: a, source_id: \"s\\0\", token_env: A_TOKEN}", "source_id must not hold control"),
+        ("{id: a, source_id: \"s\\u200b\", token_env: A_TOKEN}", "or invisible characters"),
+        ("{id: a, source_id: '   ', token_env: A_TOKEN}", "source_id must not be blank"),
         ("{id: a, source_id: s, token_env: A_TOKEN, base_url: 'https://h.example '}", "spaces"),
     ],
 )
@@ -183,3 +185,12 @@ def test_a_token_outside_ascii_is_refused_naming_the_account_not_the_token(monke
         "account 'outdoor': environment variable BIS_TOKEN_OUTDOOR holds characters outside"
     )
     assert "SECRET" not in str(refused.value)
+
+
+def test_numeric_ids_are_read_as_their_digits(tmp_path):
+    entry = "{id: 12345, source_id: 678, token_env: A_TOKEN}"
+    path = accounts_file(tmp_path, f"accounts:\n  - {entry}\n")
+
+    (account,) = load_accounts(path).values()
+
+    assert (account.id, account.source_id) == ("12345", "678")
