@@ -19,6 +19,7 @@ from dagster import (
 
 from bis_assets.client import BackInStockClient
 from bis_assets.columns import TABLE_COLUMNS
+from bis_assets.failures import final_when_permanent
 from bis_assets.io_manager import MOVED_ACCOUNTS
 from bis_assets.partitions import account_partitions
 from bis_assets.pools import API_POOL
@@ -51,6 +52,16 @@ def back_in_stock_notifications(
     warehouse: WarehouseResource,
 ) -> Output[pd.DataFrame]:
     """One row per variant of each account's Back In Stock variants report."""
+    with final_when_permanent():
+        return _sync(context, back_in_stock, accounts, warehouse)
+
+
+def _sync(
+    context: AssetExecutionContext,
+    back_in_stock: BackInStockResource,
+    accounts: AccountsResource,
+    warehouse: WarehouseResource,
+) -> Output[pd.DataFrame]:
     started = time.monotonic()
     synced_at = datetime.now(UTC)
     results: dict[str, ShapedRows] = {}

@@ -8,6 +8,8 @@ and URLs are shown with any user information removed.
 class SyncError(Exception):
     """Base of every error raised by bis-assets; names the account it concerns."""
 
+    retryable = False  # whether the same sync could succeed a little later
+
     def __init__(self, account_id: str | None, message: str) -> None:
         self.account_id = account_id
         super().__init__(f"account {account_id!r}: {message}" if account_id else message)
@@ -23,6 +25,8 @@ class AuthenticationError(ApiError):
 
 class RetryableApiError(ApiError):
     """A transient failure that outlasted our retries; a later run may succeed."""
+
+    retryable = True
 
 
 class PaginationError(ApiError):

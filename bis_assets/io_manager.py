@@ -6,6 +6,7 @@ from pydantic import Field
 
 from bis_assets.columns import ACCOUNT_COLUMN
 from bis_assets.errors import WarehouseError
+from bis_assets.failures import final_when_permanent
 from bis_assets.resources import WarehouseResource
 from bis_assets.warehouse import LoadCounts, ensure_table, load, read_accounts
 
@@ -28,6 +29,10 @@ class PostgresNotificationsIOManager(ConfigurableIOManager):
     )
 
     def handle_output(self, context: OutputContext, obj: pd.DataFrame) -> None:
+        with final_when_permanent():
+            self._upsert(context, obj)
+
+    def _upsert(self, context: OutputContext, obj: pd.DataFrame) -> None:
         accounts = _accounts_of(context)
         strangers = set(obj[ACCOUNT_COLUMN]) - set(accounts)
         if strangers:

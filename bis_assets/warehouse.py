@@ -107,9 +107,13 @@ def connect(database_url: str) -> Iterator[psycopg2.extensions.connection]:
         reason = " ".join(str(exc).split())
         if parts.get("password"):
             reason = reason.replace(f'"{parts["password"]}"', '"***"')
-        raise WarehouseError(
+        error = WarehouseError(
             None, f"cannot connect to the warehouse ({shown_dsn(database_url)}): {reason}"
-        ) from None
+        )
+        # A server that is down or restarting may be back in a minute; a
+        # database, user or password that is wrong will not mend itself.
+        error.retryable = not any(marker in reason for marker in _LASTING_CONNECT_FAILURES)
+        raise error from None
     try:
         with connection.cursor() as cursor:
             cursor.execute("SET TIME ZONE 'UTC'")
@@ -455,6 +459,15 @@ def _escaped(texts: list[str]) -> list[str]:
         return [text.translate(_COPY_ESCAPES) for text in texts]
 
     return texts
+
+
+_LASTING_CONNECT_FAILURES = (
+    "does not exist",
+    "authentication failed",
+    "no password supplied",
+    "no pg_hba.conf entry",
+    "permission denied",
+)
 
 
 def _readable_dsn(database_url: str) -> dict[str, str]:

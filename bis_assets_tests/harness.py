@@ -9,12 +9,13 @@ from typing import Any
 
 import psycopg2
 import pytest
-from dagster import DagsterInstance, ExecuteInProcessResult, materialize
+from dagster import DagsterInstance, ExecuteInProcessResult, Failure, materialize
 from psycopg2 import sql
 
 from bis_assets.api_server import BackInStockServer
 from bis_assets.assets import back_in_stock_notifications
 from bis_assets.checks import sync_key_matches_columns, sync_key_present_and_unique
+from bis_assets.errors import SyncError
 from bis_assets.io_manager import PostgresNotificationsIOManager
 from bis_assets.partitions import account_partitions
 from bis_assets.resources import AccountsResource, BackInStockResource, WarehouseResource
@@ -108,6 +109,14 @@ class SyncHarness:
             raise_on_error=raise_on_error,
             **partition,
         )
+
+    def permanent_error(self, *account_ids: str) -> SyncError:
+        """Sync, expecting the error that no retry could mend; returns it."""
+        with pytest.raises(Failure) as failed:
+            self.sync(*account_ids)
+        assert failed.value.allow_retries is False
+
+        return failed.value.__cause__
 
     def failure(self, result: ExecuteInProcessResult) -> str:
         """The failed step's error with its causes, as a person reads it in the UI."""
