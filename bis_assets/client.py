@@ -8,6 +8,8 @@ the Basic-auth header, never in a URL, a message or a repr.
 
 import base64
 import email.utils
+import html
+import json
 import logging
 import math
 import re
@@ -19,7 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, quote_plus, urlsplit, urlunsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -73,14 +75,18 @@ def check_base_url(url: str) -> None:
     """
     if url != url.strip() or any(ord(character) < 33 for character in url):
         raise ValueError("base_url must not hold spaces or control characters")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+    except ValueError:  # urllib quotes what it could not read
+        raise ValueError("base_url is not a readable http:// or https:// address") from None
+    if parts.scheme not in ("http", "https") or not hostname:
         raise ValueError("base_url must be an http:// or https:// address")
     if "@" in parts.netloc:
         raise ValueError("base_url must not hold credentials; tokens go in token variables")
     if parts.query or parts.fragment:
         raise ValueError("base_url must not hold a query or fragment (?… or #…)")
-    if not _HOST.fullmatch(parts.hostname):
+    if not _HOST.fullmatch(hostname):
         raise ValueError("base_url must name a host by letters, digits, . and -, or an IP")
     try:
         parts.port  # noqa: B018 - urlsplit reads the port only when asked
@@ -211,9 +217,7 @@ class BackInStockClient:
         self._url = settings.base_url.rstrip("/") + VARIANTS_PATH
         self._pacer = RequestPacer(settings.requests_per_second)
         self._session = self._build_session(token)
-        # A server may echo the token in a body we quote in an error.
-        basic = base64.b64encode(f"{token}:".encode()).decode()
-        self._secrets = (token, basic, basic.rstrip("="))
+        self._secrets = _spellings(token)
 
     def __repr__(self) -> str:
         return f"BackInStockClient(account_id={self.account_id!r}, url={self._url!r})"
@@ -295,7 +299,7 @@ class BackInStockClient:
             raise self._error(RetryableApiError, f"status {status} outlasted retries; {where}")
         if status != 200:
             raise self._error(
-                ApiError, f"unexpected status {status}; {where}: {_preview(response)}"
+                ApiError, f"unexpected status {status}; {where}: {self._preview(response)}"
             )
 
         content_type = response.headers.get("Content-Type", "")
@@ -307,7 +311,7 @@ class BackInStockClient:
             raise self._error(
                 ApiError,
                 f"status 200 with content type {content_type!r} that is not JSON; "
-                f"{where}: {_preview(response)}",
+                f"{where}: {self._preview(response)}",
             ) from None
         if not isinstance(body, list):
             raise self._error(ApiError, f"expected a JSON array, got {_describe(body)}; {where}")
@@ -317,10 +321,19 @@ class BackInStockClient:
         return body
 
     def _error(self, kind: type[ApiError], message: str) -> ApiError:
-        for secret in self._secrets:
-            message = message.replace(secret, "***")
+        return kind(self.account_id, self._masked(message))
 
-        return kind(self.account_id, message)
+    def _masked(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+
+        return text
+
+    def _preview(self, response: requests.Response) -> str:
+        """The body's start for a message; the token masked before it is cut."""
+        text = self._masked(response.text)[:BODY_PREVIEW_CHARS]
+
+        return repr(text) if text else "an empty body"
 
     def iter_pages(self) -> Iterator[Page]:
         """Every page of the report in page order, until the data ends.
@@ -405,9 +418,22 @@ def _cancel(futures: Iterable[Future]) -> None:
         future.cancel()
 
 
-def _preview(response: requests.Response) -> str:
-    text = response.text[:BODY_PREVIEW_CHARS]
-    return repr(text) if text else "an empty body"
+def _spellings(token: str) -> tuple[str, ...]:
+    """The ways a server may echo ``token`` in a body we quote: longest first."""
+    basic = base64.b64encode(f"{token}:".encode()).decode()
+    spellings = {
+        token,
+        basic,
+        basic.rstrip("="),
+        json.dumps(token)[1:-1],
+        json.dumps(token)[1:-1].replace("/", "\\/"),  # as PHP escapes JSON
+        quote(token, safe=""),
+        quote_plus(token),
+        html.escape(token),
+        repr(token)[1:-1],
+    }
+
+    return tuple(sorted(spellings, key=len, reverse=True))
 
 
 def _describe(body: object) -> str:

@@ -307,3 +307,32 @@ def test_a_token_echoed_in_a_body_is_masked(api_server, waits):
 
     assert "no tea for *** (***)" in str(raised.value)
     assert token not in str(raised.value) and basic not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("body", "shown"),
+    [
+        ("x" * 185 + "tok/SECRET&0123'q\\", "x" * 15 + "***"),
+        ('{"error": "bad token tok\\/SECRET&0123\'q\\\\"}', "bad token ***"),
+        ("token=tok%2FSECRET%260123%27q%5C", "token=***"),
+        ("<p>tok/SECRET&amp;0123&#x27;q\\</p>", "<p>***</p>"),
+    ],
+    ids=["cut off by the preview", "JSON with escaped slashes", "URL-encoded", "HTML"],
+)
+def test_a_token_echoed_in_any_spelling_is_masked(api_server, waits, body, shown):
+    token = "tok/SECRET&0123'q\\"
+    client = make_client(api_server, token=token)
+    api_server.inject(Fault(418, page=1, body=body))
+
+    with pytest.raises(ApiError) as raised:
+        read_all(client)
+
+    assert shown in str(raised.value).replace("\\\\", "\\")
+    assert "SECRET" not in str(raised.value)
+
+
+def test_an_api_address_urllib_cannot_read_is_not_quoted():
+    with pytest.raises(ValueError) as refused:
+        ClientSettings(base_url="https://user:tok[SECRETPART]x@app.backinstock.org")
+
+    assert "SECRETPART" not in str(refused.value)
