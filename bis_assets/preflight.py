@@ -9,8 +9,12 @@ this check says in one line each what is missing and how to set it.
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
+
+if TYPE_CHECKING:
+    import sqlalchemy
 
 from bis_assets.accounts import AccountsFileError, load_accounts
 from bis_assets.embedded import DATABASE_URL_ENV, STORAGE_URL_ENV
@@ -131,16 +135,20 @@ def _dagster_storage() -> Finding:
         return unreadable
     if "@" in (parsed.host or "") or (port is not None and not 0 < port < 65536):
         return unreadable
-    shown = parsed.render_as_string(hide_password=True)
+    # The query may carry a password (?password=…, ?dsn=…): never shown.
+    shown = parsed.set(query={}).render_as_string(hide_password=True)
+    shown += "?…" if parsed.query else ""
     if parsed.drivername != STORAGE_DRIVER:
         return Finding(
             STORAGE_URL_ENV, False,
             f"{shown} must start with {STORAGE_DRIVER}:// (the driver this project ships)",
         )
 
-    engine = sqlalchemy.create_engine(
-        parsed, poolclass=NullPool, connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS}
-    )
+    # The URL's own connect_timeout, if it has one, is tried as Dagster will.
+    timeout = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+    if "connect_timeout" in parsed.query:
+        timeout = {}
+    engine = sqlalchemy.create_engine(parsed, poolclass=NullPool, connect_args=timeout)
     try:
         with engine.connect() as connection:
             # Dagster makes its tables on first start, in the default schema.
@@ -153,7 +161,7 @@ def _dagster_storage() -> Finding:
     except ValueError:
         return unreadable
     except sqlalchemy.exc.DBAPIError as exc:
-        reason = " ".join(str(exc.orig).split())
+        reason = _masked(" ".join(str(exc.orig).split()), parsed)
         return Finding(STORAGE_URL_ENV, False, f"cannot connect to {shown}: {reason}")
     finally:
         engine.dispose()
@@ -165,6 +173,18 @@ def _dagster_storage() -> Finding:
         )
 
     return Finding(STORAGE_URL_ENV, True, shown)
+
+
+def _masked(text: str, url: "sqlalchemy.engine.URL") -> str:
+    """``text`` without the URL's password or any value of its query."""
+    values = [url.password or ""]
+    for value in url.query.values():
+        values += [value] if isinstance(value, str) else list(value)
+    for value in sorted(values, key=len, reverse=True):
+        if value:
+            text = text.replace(value, "***")
+
+    return text
 
 
 def _warehouse() -> Finding:

@@ -251,3 +251,18 @@ def test_a_warehouse_not_in_utf8_is_named(ready_environment, admin_url, monkeypa
     assert code == 1
     assert len(failures) == 1
     assert "the database is encoded LATIN1; the table needs UTF8" in failures[0]
+
+
+def test_a_password_in_the_storage_urls_query_is_never_shown(
+    ready_environment, monkeypatch, capsys
+):
+    storage = ready_environment[STORAGE_URL_ENV]
+    joiner = "&" if "?" in storage else "?"
+    monkeypatch.setenv(STORAGE_URL_ENV, f"{storage}{joiner}password=pw-secret")
+
+    code, lines = check(capsys)
+
+    assert code == 0
+    assert lines[1].startswith(f"ok {STORAGE_URL_ENV} postgresql+psycopg2://")
+    assert lines[1].endswith("?…")
+    assert "pw-secret" not in "\n".join(lines)
