@@ -102,7 +102,10 @@ def demo_environment(seed: int) -> Iterator[None]:
             embedded = start_embedded(shared=True)
             stack.callback(embedded.release)
             _set_env(DATABASE_URL_ENV, embedded.warehouse_url, stack)
-            _set_env(STORAGE_URL_ENV, embedded.storage_url, stack)
+            if not os.environ.get(STORAGE_URL_ENV):
+                _set_env(STORAGE_URL_ENV, embedded.storage_url, stack)
+            else:
+                _refuse_unready_databases()
         else:
             shown = shown_dsn(os.environ[DATABASE_URL_ENV])
             print(f"bis-assets: the demo stores go to {DATABASE_URL_ENV} ({shown})", flush=True)

@@ -135,7 +135,8 @@ def storage_url_for(database_url: str) -> str:
         host=None if on_socket else host or None,
         port=int(port) if port and port.isdigit() and not on_socket else None,
         database=parts.pop("dbname", None),
-        query=parts | ({"host": host} if on_socket else {}),
+        # On a socket the port names the socket file, so it travels with the host.
+        query=parts | ({"host": host} | ({"port": port} if port else {}) if on_socket else {}),
     )
 
     return url.render_as_string(hide_password=False)

@@ -18,7 +18,12 @@ from psycopg2.extensions import make_dsn
 
 from bis_assets.accounts import ACCOUNTS_FILE_ENV, DEMO_ACCOUNTS_FILE, load_accounts
 from bis_assets.cli import UI_LOCK_KEY, demo_environment, main
-from bis_assets.embedded import DATABASE_URL_ENV, STORAGE_URL_ENV, start_embedded
+from bis_assets.embedded import (
+    DATABASE_URL_ENV,
+    STORAGE_URL_ENV,
+    start_embedded,
+    storage_url_for,
+)
 from bis_assets_tests.conftest import write_accounts_file
 from bis_assets_tests.dagster_dev import PROJECT, free_port, wait_for
 
@@ -198,3 +203,19 @@ def _kill(ui: subprocess.Popen, started: list[psutil.Process]) -> None:
         except (psutil.NoSuchProcess, ProcessLookupError):
             pass
     ui.wait(timeout=10)
+
+
+def test_the_demo_keeps_a_storage_url_of_your_own(
+    server_folder, database_url, tmp_path, monkeypatch
+):
+    storage = storage_url_for(database_url)
+    monkeypatch.delenv(DATABASE_URL_ENV)
+    monkeypatch.setenv(STORAGE_URL_ENV, storage)
+    monkeypatch.setenv("BIS_HOME", str(server_folder))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+
+    with demo_environment(seed=0):
+        inside = (os.environ[STORAGE_URL_ENV], os.environ[DATABASE_URL_ENV])
+
+    assert inside[0] == storage
+    assert str(server_folder) in inside[1]  # the warehouse is the embedded one

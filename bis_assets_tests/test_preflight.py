@@ -164,6 +164,10 @@ def test_a_dagster_home_dagster_would_refuse_or_ignore_is_named(
             "host=/run/pg dbname=wh user=u sslmode=disable",
             "postgresql+psycopg2://u@/wh?host=%2Frun%2Fpg&sslmode=disable",
         ),
+        (
+            "host=/run/pg port=5433 dbname=wh user=u",
+            "postgresql+psycopg2://u@/wh?host=%2Frun%2Fpg&port=5433",
+        ),
     ],
 )
 def test_the_storage_url_keeps_every_setting_of_the_warehouse_url(database_url, storage_url):
