@@ -19,7 +19,14 @@ if TYPE_CHECKING:
 from bis_assets.accounts import AccountsFileError, load_accounts
 from bis_assets.embedded import DATABASE_URL_ENV, STORAGE_URL_ENV
 from bis_assets.errors import WarehouseError
-from bis_assets.warehouse import DEFAULT_SCHEMA, DEFAULT_TABLE, connect, shown_dsn
+from bis_assets.warehouse import (
+    DEFAULT_SCHEMA,
+    DEFAULT_TABLE,
+    TableName,
+    accounts_with_live_rows,
+    connect,
+    shown_dsn,
+)
 
 STORAGE_DRIVER = "postgresql+psycopg2"
 CONNECT_TIMEOUT_SECONDS = 5
@@ -215,6 +222,11 @@ def _warehouse() -> Finding:
             f"{shown}: the database is encoded {encoding}; the table needs UTF8 "
             "(CREATE DATABASE … ENCODING 'UTF8')",
         )
+    try:
+        with connect(url) as connection:  # a table that exists: ours, and usable?
+            accounts_with_live_rows(connection, TableName(), [])
+    except WarehouseError as exc:
+        return Finding(DATABASE_URL_ENV, False, f"{shown}: {' '.join(str(exc).split())}")
     if not can_hold_table:
         return Finding(
             DATABASE_URL_ENV, False,

@@ -512,6 +512,16 @@ def accounts_with_live_rows(
         cursor.execute("SELECT to_regclass(%s)", (table.identifier.as_string(cursor),))
         if cursor.fetchone()[0] is None:
             return set()
+        _check_table_shape(cursor, table)  # a table of someone else's, named clearly
+        cursor.execute(
+            "SELECT has_table_privilege(%s, 'SELECT, INSERT, UPDATE')",
+            (table.identifier.as_string(cursor),),
+        )
+        if not cursor.fetchone()[0]:
+            raise WarehouseError(
+                None, f"the warehouse user may not read and write {table}; grant it "
+                "SELECT, INSERT and UPDATE there",
+            )
         cursor.execute(
             sql.SQL(
                 "SELECT account FROM unnest(%s::text[]) AS account WHERE EXISTS "

@@ -315,3 +315,17 @@ def test_a_warehouse_not_in_utf8_is_refused_clearly(admin_url, database_url):
         with admin.cursor() as cursor:
             cursor.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
         admin.close()
+
+
+def test_a_table_of_someone_elses_fails_the_sync_clearly_before_any_request(
+    harness, database_url
+):
+    with psycopg2.connect(database_url) as connection, connection.cursor() as cursor:
+        cursor.execute("CREATE SCHEMA back_in_stock")
+        cursor.execute("CREATE TABLE back_in_stock.notifications (x int)")
+    harness.add_account("acct_a", storefront_rows("outdoor")[:5])
+
+    error = harness.permanent_error("acct_a")
+
+    assert str(error).startswith("table back_in_stock.notifications exists without columns")
+    assert harness.server.request_count == 0

@@ -270,3 +270,16 @@ def test_a_password_in_the_storage_urls_query_is_never_shown(
     assert lines[1].startswith(f"ok {STORAGE_URL_ENV} postgresql+psycopg2://")
     assert lines[1].endswith("?…")
     assert "pw-secret" not in "\n".join(lines)
+
+
+def test_a_table_of_someone_elses_is_named(ready_environment, database_url, capsys):
+    with psycopg2.connect(database_url) as connection, connection.cursor() as cursor:
+        cursor.execute("CREATE SCHEMA back_in_stock")
+        cursor.execute("CREATE TABLE back_in_stock.notifications (x int)")
+
+    code, lines = check(capsys)
+
+    failures = [line for line in lines if line.startswith("FIX")]
+    assert code == 1
+    assert len(failures) == 1
+    assert "table back_in_stock.notifications exists without columns" in failures[0]
