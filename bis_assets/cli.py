@@ -19,15 +19,16 @@ from pathlib import Path
 from bis_assets.accounts import ACCOUNTS_FILE_ENV, DEMO_ACCOUNTS_FILE, load_accounts
 from bis_assets.api_server import BackInStockServer
 from bis_assets.api_server.catalog import storefront_rows
+from bis_assets.client import API_BASE_URL_ENV
 from bis_assets.embedded import (
     DATABASE_URL_ENV,
     STORAGE_URL_ENV,
     start_embedded,
     storage_url_for,
 )
+from bis_assets.preflight import dagster_home
 from bis_assets.warehouse import shown_dsn
 
-API_BASE_URL_ENV = "BIS_API_BASE_URL"
 UI_LOCK_KEY = 0x6269_7375_6900  # the advisory lock a running ui holds in the storage
 
 
@@ -59,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
             return run_demo()
 
     with demo_environment(arguments.seed), _only_ui_of_storage():
+        # The guard holds only if Dagster keeps the instance where it looked.
+        home = dagster_home()
+        if not home.ready:
+            raise SystemExit(f"bis-assets: DAGSTER_HOME: {home.detail}")
         return _run_dagster_dev(arguments.port)
 
 

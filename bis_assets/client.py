@@ -36,6 +36,7 @@ from bis_assets.errors import (
 )
 
 DEFAULT_BASE_URL = "https://app.backinstock.org"
+API_BASE_URL_ENV = "BIS_API_BASE_URL"  # overrides DEFAULT_BASE_URL
 VARIANTS_PATH = "/api/variants"
 RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
 BODY_PREVIEW_CHARS = 200

@@ -6,7 +6,7 @@ from dagster import Definitions, in_process_executor
 
 from bis_assets.assets import back_in_stock_notifications
 from bis_assets.checks import NOTIFICATIONS_CHECKS
-from bis_assets.client import DEFAULT_BASE_URL
+from bis_assets.client import API_BASE_URL_ENV, DEFAULT_BASE_URL
 from bis_assets.io_manager import PostgresNotificationsIOManager
 from bis_assets.jobs import sync_job
 from bis_assets.resources import AccountsResource, BackInStockResource, WarehouseResource
@@ -26,7 +26,7 @@ defs = Definitions(
     executor=in_process_executor,
     resources={
         "back_in_stock": BackInStockResource(
-            base_url=os.environ.get("BIS_API_BASE_URL", DEFAULT_BASE_URL)
+            base_url=os.environ.get(API_BASE_URL_ENV, DEFAULT_BASE_URL)
         ),
         "accounts": AccountsResource(path=os.environ.get("BIS_ACCOUNTS_FILE", "")),
         "warehouse": warehouse,

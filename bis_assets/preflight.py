@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import sqlalchemy
 
 from bis_assets.accounts import AccountsFileError, load_accounts
+from bis_assets.client import API_BASE_URL_ENV, DEFAULT_BASE_URL, check_base_url
 from bis_assets.embedded import DATABASE_URL_ENV, STORAGE_URL_ENV
 from bis_assets.errors import WarehouseError
 from bis_assets.warehouse import (
@@ -44,9 +45,10 @@ class Finding:
 def check_environment() -> list[Finding]:
     """Every finding, in the order a person would fix them."""
     return [
-        _dagster_home(),
+        dagster_home(),
         _dagster_storage(),
         _warehouse(),
+        _api_address(),
         *_accounts(),
     ]
 
@@ -56,7 +58,8 @@ def check_databases() -> list[Finding]:
     return [_dagster_storage(), _warehouse()]
 
 
-def _dagster_home() -> Finding:
+def dagster_home() -> Finding:
+    """Whether DAGSTER_HOME holds a dagster.yaml that Dagster takes, storing at our URL."""
     home = os.environ.get("DAGSTER_HOME")
     if not home:
         return Finding(
@@ -192,6 +195,18 @@ def _masked(text: str, url: "sqlalchemy.engine.URL") -> str:
             text = text.replace(value, "***")
 
     return text
+
+
+def _api_address() -> Finding:
+    url = os.environ.get(API_BASE_URL_ENV)
+    if not url:
+        return Finding(API_BASE_URL_ENV, True, f"not set: {DEFAULT_BASE_URL}")
+    try:
+        check_base_url(url)
+    except ValueError as exc:
+        return Finding(API_BASE_URL_ENV, False, str(exc))
+
+    return Finding(API_BASE_URL_ENV, True, url)
 
 
 def _warehouse() -> Finding:

@@ -219,3 +219,18 @@ def test_the_demo_keeps_a_storage_url_of_your_own(
 
     assert inside[0] == storage
     assert str(server_folder) in inside[1]  # the warehouse is the embedded one
+
+
+def test_a_ui_is_refused_where_dagster_would_keep_the_instance_elsewhere(
+    database_url, tmp_path, monkeypatch
+):
+    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    monkeypatch.setenv(DATABASE_URL_ENV, database_url)
+    monkeypatch.delenv(STORAGE_URL_ENV, raising=False)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+
+    with pytest.raises(SystemExit) as refused:
+        main(["ui", "--port", str(free_port())])
+
+    assert str(refused.value).startswith("bis-assets: DAGSTER_HOME: ")
+    assert "does not keep Dagster's storage at BIS_DAGSTER_STORAGE_URL" in str(refused.value)

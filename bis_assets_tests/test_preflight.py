@@ -54,6 +54,7 @@ def test_a_ready_environment_passes(ready_environment, capsys):
         ["ok", "DAGSTER_HOME"],
         ["ok", STORAGE_URL_ENV],
         ["ok", DATABASE_URL_ENV],
+        ["ok", "BIS_API_BASE_URL"],
         ["ok", ACCOUNTS_FILE_ENV],
         ["ok", "account"],
     ]
@@ -89,6 +90,7 @@ def test_a_ready_environment_passes(ready_environment, capsys):
             "must start with postgresql+psycopg2://",
         ),
         (DATABASE_URL_ENV, None, f"FIX {DATABASE_URL_ENV} not set: set it to the warehouse"),
+        ("BIS_API_BASE_URL", "http://127.0.0.1:1/?x=1", "FIX BIS_API_BASE_URL base_url must not"),
         (ACCOUNTS_FILE_ENV, None, f"FIX {ACCOUNTS_FILE_ENV} {ACCOUNTS_FILE_ENV} is not set"),
         (TOKEN_ENV, None, f"FIX account 'shop': {TOKEN_ENV} not set or empty"),
     ],
