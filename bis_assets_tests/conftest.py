@@ -72,6 +72,26 @@ def database_url(admin_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[st
     connection.close()
 
 
+@pytest.fixture
+def latin1_database_url(admin_url: str) -> Iterator[str]:
+    """A database encoded LATIN1, which the table cannot live in; dropped after."""
+    name = f"bis_test_latin1_{os.getpid()}_{next(_database_numbers)}"
+    admin = psycopg2.connect(admin_url)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(
+            sql.SQL(
+                "CREATE DATABASE {} ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' "
+                "TEMPLATE template0"
+            ).format(sql.Identifier(name))
+        )
+    yield make_dsn(admin_url, dbname=name)
+
+    with admin.cursor() as cursor:
+        cursor.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    admin.close()
+
+
 def write_accounts_file(path: Path, accounts: dict[str, str], base_url: str = "") -> Path:
     """An accounts file for ``accounts`` (id -> token variable) at ``path``."""
     entries = [

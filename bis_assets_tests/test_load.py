@@ -1,12 +1,10 @@
 """Loading into PostgreSQL: upserts, re-runs, tenants, races and vanished rows."""
 
-import os
 from datetime import UTC, datetime, timedelta
 
 import psycopg2
 import pytest
 from psycopg2 import sql
-from psycopg2.extensions import make_dsn
 
 from bis_assets.api_server.catalog import storefront_names, storefront_rows
 from bis_assets.errors import WarehouseError
@@ -296,25 +294,10 @@ def test_new_rows_cannot_dilute_a_wipe_of_the_old_ones(database_url):
     assert table_rows(database_url) == before
 
 
-def test_a_warehouse_not_in_utf8_is_refused_clearly(admin_url, database_url):
-    name = f"bis_latin1_{os.getpid()}"
-    admin = psycopg2.connect(admin_url)
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(
-            sql.SQL(
-                "CREATE DATABASE {} ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' "
-                "TEMPLATE template0"
-            ).format(sql.Identifier(name))
-        )
-    try:
-        with connect(make_dsn(admin_url, dbname=name)) as connection:
-            with pytest.raises(WarehouseError, match="encoded LATIN1; store the table"):
-                ensure_table(connection, TABLE)
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
-        admin.close()
+def test_a_warehouse_not_in_utf8_is_refused_clearly(latin1_database_url):
+    with connect(latin1_database_url) as connection:
+        with pytest.raises(WarehouseError, match="encoded LATIN1; store the table"):
+            ensure_table(connection, TABLE)
 
 
 def test_a_table_of_someone_elses_fails_the_sync_clearly_before_any_request(

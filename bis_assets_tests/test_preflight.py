@@ -234,24 +234,12 @@ def test_users_that_may_not_create_the_tables_are_named(
     assert "may not create back_in_stock.notifications" in failures[1]
 
 
-def test_a_warehouse_not_in_utf8_is_named(ready_environment, admin_url, monkeypatch, capsys):
-    name = f"bis_check_latin1_{os.getpid()}"
-    admin = psycopg2.connect(admin_url)
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(
-            sql.SQL(
-                "CREATE DATABASE {} ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' "
-                "TEMPLATE template0"
-            ).format(sql.Identifier(name))
-        )
-    monkeypatch.setenv(DATABASE_URL_ENV, make_dsn(admin_url, dbname=name))
-    try:
-        code, lines = check(capsys)
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
-        admin.close()
+def test_a_warehouse_not_in_utf8_is_named(
+    ready_environment, latin1_database_url, monkeypatch, capsys
+):
+    monkeypatch.setenv(DATABASE_URL_ENV, latin1_database_url)
+
+    code, lines = check(capsys)
 
     failures = [line for line in lines if line.startswith("FIX")]
     assert code == 1
