@@ -103,20 +103,20 @@ def demo_environment(seed: int) -> Iterator[None]:
     """
     with ExitStack() as stack:
         _set_dagster_home()
+        yours = bool(os.environ.get(DATABASE_URL_ENV) or os.environ.get(STORAGE_URL_ENV))
         if not os.environ.get(DATABASE_URL_ENV):
             embedded = start_embedded(shared=True)
             stack.callback(embedded.release)
             _set_env(DATABASE_URL_ENV, embedded.warehouse_url, stack)
             if not os.environ.get(STORAGE_URL_ENV):
                 _set_env(STORAGE_URL_ENV, embedded.storage_url, stack)
-            else:
-                _refuse_unready_databases()
         else:
             shown = shown_dsn(os.environ[DATABASE_URL_ENV])
             print(f"bis-assets: the demo stores go to {DATABASE_URL_ENV} ({shown})", flush=True)
             if not os.environ.get(STORAGE_URL_ENV):
                 storage = storage_url_for(os.environ[DATABASE_URL_ENV])
                 _set_env(STORAGE_URL_ENV, storage, stack)
+        if yours:  # ours is made ready above; a database of yours is checked first
             _refuse_unready_databases()
 
         api = stack.enter_context(BackInStockServer())

@@ -218,16 +218,19 @@ def _warehouse() -> Finding:
             "postgresql://user:password@host:5432/database",
         )
     try:
-        with connect(url) as connection, connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT current_setting('server_encoding'), "
-                "to_regclass(%(table)s) IS NOT NULL "
-                "OR has_database_privilege(current_database(), 'CREATE') "
-                "OR (to_regnamespace(%(schema)s) IS NOT NULL "
-                "    AND has_schema_privilege(%(schema)s, 'CREATE'))",
-                {"table": f"{DEFAULT_SCHEMA}.{DEFAULT_TABLE}", "schema": DEFAULT_SCHEMA},
-            )
-            encoding, can_hold_table = cursor.fetchone()
+        with connect(url) as connection:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT current_setting('server_encoding'), "
+                    "to_regclass(%(table)s) IS NOT NULL "
+                    "OR has_database_privilege(current_database(), 'CREATE') "
+                    "OR (to_regnamespace(%(schema)s) IS NOT NULL "
+                    "    AND has_schema_privilege(%(schema)s, 'CREATE'))",
+                    {"table": f"{DEFAULT_SCHEMA}.{DEFAULT_TABLE}", "schema": DEFAULT_SCHEMA},
+                )
+                encoding, can_hold_table = cursor.fetchone()
+            # A table that exists already: is it ours, and may the user write it?
+            accounts_with_live_rows(connection, TableName(), [])
     except WarehouseError as exc:
         return Finding(DATABASE_URL_ENV, False, " ".join(str(exc).split()))
     shown = shown_dsn(url)
@@ -237,11 +240,6 @@ def _warehouse() -> Finding:
             f"{shown}: the database is encoded {encoding}; the table needs UTF8 "
             "(CREATE DATABASE … ENCODING 'UTF8')",
         )
-    try:
-        with connect(url) as connection:  # a table that exists: ours, and usable?
-            accounts_with_live_rows(connection, TableName(), [])
-    except WarehouseError as exc:
-        return Finding(DATABASE_URL_ENV, False, f"{shown}: {' '.join(str(exc).split())}")
     if not can_hold_table:
         return Finding(
             DATABASE_URL_ENV, False,

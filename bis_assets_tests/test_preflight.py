@@ -46,6 +46,17 @@ def check(capsys: pytest.CaptureFixture) -> tuple[int, list[str]]:
     return code, [" ".join(line.split()) for line in capsys.readouterr().out.splitlines()]
 
 
+def fixes(lines: list[str]) -> list[str]:
+    """The lines that ask for a repair."""
+    return [line for line in lines if line.startswith("FIX")]
+
+
+def use_for_both(monkeypatch: pytest.MonkeyPatch, warehouse_url: str) -> None:
+    """Point the warehouse and Dagster's storage at the same database."""
+    monkeypatch.setenv(DATABASE_URL_ENV, warehouse_url)
+    monkeypatch.setenv(STORAGE_URL_ENV, storage_url_for(warehouse_url))
+
+
 def test_a_ready_environment_passes(ready_environment, capsys):
     code, lines = check(capsys)
 
@@ -106,10 +117,10 @@ def test_each_missing_part_is_named_with_its_repair(
     code, lines = check(capsys)
 
     assert code == 1
-    assert [line for line in lines if line.startswith("FIX")] == [
+    assert fixes(lines) == [
         line for line in lines if line.startswith(expected)
     ]
-    assert len([line for line in lines if line.startswith("FIX")]) == 1
+    assert len(fixes(lines)) == 1
     assert "pw-secret" not in "\n".join(lines)
 
 
@@ -118,12 +129,11 @@ def test_a_database_that_is_not_there_is_named_for_both_urls(
 ):
     missing = "bis_check_no_such_database"
     warehouse = make_dsn(ready_environment[DATABASE_URL_ENV], dbname=missing)
-    monkeypatch.setenv(DATABASE_URL_ENV, warehouse)
-    monkeypatch.setenv(STORAGE_URL_ENV, storage_url_for(warehouse))
+    use_for_both(monkeypatch, warehouse)
 
     code, lines = check(capsys)
 
-    failures = [line for line in lines if line.startswith("FIX")]
+    failures = fixes(lines)
     assert code == 1
     assert [line.split()[1] for line in failures] == [STORAGE_URL_ENV, DATABASE_URL_ENV]
     assert all(f'database "{missing}" does not exist' in line for line in failures)
@@ -147,7 +157,7 @@ def test_a_dagster_home_dagster_would_refuse_or_ignore_is_named(
 
     code, lines = check(capsys)
 
-    failures = [line for line in lines if line.startswith("FIX")]
+    failures = fixes(lines)
     assert code == 1
     assert len(failures) == 1
     assert failures[0].startswith("FIX DAGSTER_HOME ")
@@ -182,7 +192,7 @@ def test_a_dagster_yaml_dagster_itself_refuses_is_named(ready_environment, capsy
 
     code, lines = check(capsys)
 
-    failures = [line for line in lines if line.startswith("FIX")]
+    failures = fixes(lines)
     assert code == 1
     assert [line.split()[1] for line in failures] == ["DAGSTER_HOME"]
     assert "run_monitoring:enabled" in failures[0]
@@ -222,12 +232,11 @@ def test_users_that_may_not_create_the_tables_are_named(
     as_plain_user = make_dsn(database_url, user=unprivileged_user)
     with psycopg2.connect(database_url) as connection, connection.cursor() as cursor:
         cursor.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
-    monkeypatch.setenv(DATABASE_URL_ENV, as_plain_user)
-    monkeypatch.setenv(STORAGE_URL_ENV, storage_url_for(as_plain_user))
+    use_for_both(monkeypatch, as_plain_user)
 
     code, lines = check(capsys)
 
-    failures = [line for line in lines if line.startswith("FIX")]
+    failures = fixes(lines)
     assert code == 1
     assert [line.split()[1] for line in failures] == [STORAGE_URL_ENV, DATABASE_URL_ENV]
     assert "may not create Dagster's tables in the default schema" in failures[0]
@@ -241,7 +250,7 @@ def test_a_warehouse_not_in_utf8_is_named(
 
     code, lines = check(capsys)
 
-    failures = [line for line in lines if line.startswith("FIX")]
+    failures = fixes(lines)
     assert code == 1
     assert len(failures) == 1
     assert "the database is encoded LATIN1; the table needs UTF8" in failures[0]
@@ -269,7 +278,7 @@ def test_a_table_of_someone_elses_is_named(ready_environment, database_url, caps
 
     code, lines = check(capsys)
 
-    failures = [line for line in lines if line.startswith("FIX")]
+    failures = fixes(lines)
     assert code == 1
     assert len(failures) == 1
     assert "table back_in_stock.notifications exists without columns" in failures[0]
